@@ -143,3 +143,119 @@ def test_an_invalid_config_entry_is_reported(tiny, tmp_path):
     bad = dict(config.to_dict(), hff="sideways")
     torch.save({"format": FORMAT, "config": json.dumps(bad), "state_dict": model.state_dict(), "meta": "{}"}, path)
     _expect_error(path, "invalid config.*hff")
+
+
+# ---- model catalogue ------------------------------------------------------------------------------------------
+
+
+def _entry(**overrides):
+    entry = {"id": "tiny-test", "version": "0.1", "preset": "tiny", "variant": "m2diff", "file": "tiny-test.pt",
+             "sha256": "0" * 64, "default": True, "training": {"steps": 1}, "metrics": {}}
+    entry.update(overrides)
+    return entry
+
+
+@pytest.fixture
+def resources(tmp_path, monkeypatch):
+    """A private Resources/ folder with the real schema and a catalogue the test writes."""
+    from M2DiffSlicer.resources import resource_path
+
+    models = tmp_path / "Models"
+    models.mkdir()
+    (models / "models-schema.json").write_text(resource_path("Models", "models-schema.json").read_text())
+    monkeypatch.setenv("M2DIFF_RESOURCES", str(tmp_path))
+
+    def write(entries):
+        (models / "models.json").write_text(json.dumps(entries))
+        return models
+
+    return write
+
+
+def test_the_shipped_catalogue_follows_its_schema():
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is a test extra")
+    from M2DiffSlicer.catalogue import load_catalogue
+    from M2DiffSlicer.resources import resource_path
+
+    schema = json.loads(resource_path("Models", "models-schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(json.loads(resource_path("Models", "models.json").read_text()), schema)
+    load_catalogue()
+
+
+def test_without_a_default_model_resolve_weights_says_to_install_or_pass_weights(resources):
+    from M2DiffSlicer.catalogue import resolve_weights
+
+    resources([_entry(default=False)])
+    with pytest.raises(ModelError, match="no default model.*install weights or pass --weights"):
+        resolve_weights(None)
+
+
+def test_the_default_entry_resolves_to_its_file_and_sha256_and_loads(tiny, resources):
+    from M2DiffSlicer.catalogue import default_entry, resolve_weights
+
+    model, config = tiny
+    models = resources([])
+    sha = save_checkpoint(models / "tiny-test.pt", model, config, half=True)
+    resources([_entry(id="other", file="other.pt", default=False, sha256="1" * 64), _entry(sha256=sha),
+               _entry(id="second-default", sha256="2" * 64)])
+    assert default_entry().id == "tiny-test"  # the first default wins
+    path, expected = resolve_weights(None)
+    assert (path, expected) == (models / "tiny-test.pt", sha)
+    loaded, loaded_config, _ = load_checkpoint(path, expected_sha256=expected)
+    assert loaded_config == config
+
+
+def test_weights_resolve_by_catalogue_id_or_by_path(tiny, resources, tmp_path):
+    from M2DiffSlicer.catalogue import resolve_weights
+
+    models = resources([_entry(id="by-id", file="by-id.pt", default=False)])
+    (models / "by-id.pt").write_bytes(b"x")
+    assert resolve_weights("by-id") == (models / "by-id.pt", "0" * 64)
+    own = tmp_path / "mine.pt"
+    own.write_bytes(b"x")
+    assert resolve_weights(str(own)) == (own, None)
+    with pytest.raises(ModelError, match="'nonexistent' are neither a file nor a catalogue id.*by-id"):
+        resolve_weights("nonexistent")
+
+
+def test_a_catalogued_model_whose_file_is_absent_is_reported(resources):
+    from M2DiffSlicer.catalogue import resolve_weights
+
+    resources([_entry()])
+    with pytest.raises(ModelError, match="'tiny-test' is in the catalogue but its weights are not installed"):
+        resolve_weights(None)
+
+
+def test_a_missing_catalogue_is_reported(resources):
+    from M2DiffSlicer.catalogue import load_catalogue
+
+    with pytest.raises(ModelError, match="model catalogue not found"):
+        load_catalogue()
+
+
+BAD_CATALOGUES = [
+    ({"not": "a list"}, "array"),
+    ([_entry(sha256="abc")], "sha256"),
+    ([{k: v for k, v in _entry().items() if k != "file"}], "'file' is a required property"),
+    ([_entry(file="../escape.pt")], "file"),
+    ([_entry(default="yes")], "default"),
+    ([_entry(colour="red")], "colour"),
+    ([_entry(), _entry()], "duplicate id 'tiny-test'"),
+    ([_entry(preset="huge")], "unknown preset 'huge'"),
+    ([_entry(variant="v9")], "unknown variant 'v9'"),
+]
+
+
+@pytest.mark.parametrize("with_jsonschema", [True, False], ids=["jsonschema", "built-in-check"])
+@pytest.mark.parametrize("entries, match", BAD_CATALOGUES)
+def test_an_invalid_catalogue_is_rejected_naming_the_problem(resources, monkeypatch, entries, match, with_jsonschema):
+    from M2DiffSlicer.catalogue import load_catalogue
+
+    if with_jsonschema:
+        pytest.importorskip("jsonschema", reason="jsonschema is a test extra")
+    else:
+        monkeypatch.setitem(__import__("sys").modules, "jsonschema", None)  # import now raises ImportError
+    resources(entries)
+    with pytest.raises(ModelError, match=f"invalid model catalogue.*{match}"):
+        load_catalogue()
