@@ -1,0 +1,132 @@
+"""Training loop: config round-trips, the loss falls, exact resumption, checkpoints, both training modes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from M2DiffSlicer import checkpoint
+from M2DiffSlicer.train import TrainConfig, Trainer, add_config_arguments, config_from_arguments, train
+from test_dataset import TINY_GRID, write_subjects
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_subjects")
+    write_subjects(root, count=3, drfs=(100,))
+    return root
+
+
+def tiny_config(data_dir, out, **overrides) -> TrainConfig:
+    values = dict(
+        data=[str(data_dir)], out=str(out), cache=str(data_dir.parent / "cache"), val_subjects=["sub-0003"],
+        preset="tiny", grid_spacing_mm=TINY_GRID.spacing_mm, grid_size=list(TINY_GRID.size_xyz),
+        batch_size=4, lr=2e-3, ema_rate=0.9, steps=6, log_interval=2, val_interval=3, checkpoint_interval=3,
+        val_timesteps=[100, 500], val_batches=2, threads=1, seed=1,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_train_config_round_trips_through_json_and_generated_flags():
+    config = TrainConfig(data=["a", "b"], drf=[20, 100], flip=False, lr=3e-4, mode="regression")
+    assert TrainConfig.from_json(config.to_json()) == config
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    assert config_from_arguments(parser.parse_args([])) == TrainConfig()
+    args = parser.parse_args(["--data", "a", "b", "--drf", "20", "100", "--no-flip", "--lr", "3e-4",
+                              "--mode", "regression"])
+    assert config_from_arguments(args) == config
+
+
+@pytest.mark.parametrize(
+    "field, value", [("mode", "gan"), ("schedule", "quadratic"), ("orientations", ["oblique"]), ("ema_rate", 1.0),
+                     ("t1_dropout", 1.5), ("batch_size", 0), ("val_timesteps", [1000])]
+)
+def test_a_bad_train_option_raises_value_error_naming_it(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_unknown_json_fields_are_rejected():
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig.from_json(json.dumps({"learning_rate": 1.0}))
+
+
+@pytest.mark.parametrize("mode", ["diffusion", "regression"])
+def test_training_loss_falls_on_a_tiny_dataset(data_dir, tmp_path, mode):
+    steps = 20
+    # ema_rate 0: the validated EMA model is the trained model, so validate() measures this run's progress on
+    # fixed batches, timesteps and noise (training losses at random t jump by 100x between steps).
+    config = tiny_config(data_dir, tmp_path, mode=mode, steps=steps, log_interval=1, val_interval=0,
+                         checkpoint_interval=steps, t1_dropout=0.0, ema_rate=0.0)
+    trainer = Trainer(config)
+    before = trainer.validate()["val_loss"]
+    losses = [record["loss"] for record in trainer.run()]
+    after = trainer.validate()["val_loss"]
+    assert after < 0.5 * before, (before, after)
+    assert np.median(losses[-8:]) < np.median(losses[:8])
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(1, steps + 1))
+    assert {"loss", "lr", "step_s", "elapsed_s", "grad_norm"} <= set(lines[0])
+
+
+def test_a_vanishing_learning_rate_leaves_the_validation_loss_where_it_was(data_dir, tmp_path):
+    # The control of the test above: its comparison must fail when the optimiser does not learn.
+    config = tiny_config(data_dir, tmp_path, steps=20, log_interval=20, val_interval=0, checkpoint_interval=20,
+                         lr=1e-12, t1_dropout=0.0, ema_rate=0.0)
+    trainer = Trainer(config)
+    before = trainer.validate()["val_loss"]
+    for _ in trainer.run():
+        pass
+    assert trainer.validate()["val_loss"] == pytest.approx(before, rel=1e-3)
+
+
+def test_resuming_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):
+    straight = train(tiny_config(data_dir, tmp_path / "straight", steps=6))
+    train(tiny_config(data_dir, tmp_path / "resumed", steps=3))
+    resumed = Trainer(tiny_config(data_dir, tmp_path / "resumed", steps=6))
+    assert resumed.step == 3
+    for _ in resumed.run():
+        pass
+    assert resumed.step == straight.step == 6
+    for name in ("model", "ema"):
+        a, b = getattr(straight, name).state_dict(), getattr(resumed, name).state_dict()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=f"{name}.{key}")
+    initial = Trainer(tiny_config(data_dir, tmp_path / "fresh", steps=6)).model.state_dict()
+    assert any(not torch.equal(initial[k], straight.model.state_dict()[k]) for k in initial)
+    log = [json.loads(line) for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    straight_log = [json.loads(line) for line in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [r["step"] for r in straight_log]
+    assert log[-1]["val_loss"] == pytest.approx(straight_log[-1]["val_loss"], rel=1e-5)
+
+
+def test_resuming_with_another_architecture_is_refused(data_dir, tmp_path):
+    train(tiny_config(data_dir, tmp_path, steps=1))
+    with pytest.raises(ValueError, match="variant"):
+        Trainer(tiny_config(data_dir, tmp_path, steps=2, variant="v1"))
+
+
+def test_validation_uses_fixed_noise_and_writes_the_best_ema_weights(data_dir, tmp_path):
+    trainer = train(tiny_config(data_dir, tmp_path, steps=3, val_interval=3))
+    assert trainer.validate() == trainer.validate()
+    validation = trainer.validate()
+    assert validation["val_loss"] > 0 and validation["val_loss_mri_free"] > 0
+    model, _, meta = checkpoint.load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    for key, value in trainer.ema.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value)
+    assert meta["val_loss"] == pytest.approx(validation["val_loss"])
+    state = torch.load(tmp_path / "checkpoints" / "state.pt", weights_only=True)
+    assert state["step"] == 3 and TrainConfig.from_json(state["config"]) == trainer.config
+
+
+def test_held_out_subjects_must_exist_and_leave_something_to_train(data_dir, tmp_path):
+    with pytest.raises(ValueError, match="sub-0099"):
+        Trainer(tiny_config(data_dir, tmp_path, val_subjects=["sub-0099"]))
+    with pytest.raises(ValueError, match="nothing is left"):
+        Trainer(tiny_config(data_dir, tmp_path, val_subjects=["sub-0001", "sub-0002", "sub-0003"]))
