@@ -135,7 +135,8 @@ def _read_payload(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} has unsupported checkpoint format {payload['format']!r}; expected {FORMAT!r}")
     missing = [key for key in ("config", "state_dict", "meta") if key not in payload]
     if missing or not isinstance(payload["state_dict"], dict):
-        raise CheckpointError(f"{path} is not a complete m2diff checkpoint (missing or invalid: {missing or 'state_dict'})")
+        problem = ", ".join(missing) if missing else "state_dict"
+        raise CheckpointError(f"{path} is not a complete m2diff checkpoint (missing or invalid: {problem})")
     return payload
 
 

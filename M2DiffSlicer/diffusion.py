@@ -87,7 +87,9 @@ class LossWeights:
         return cls(**{key: float(value) for key, value in values.items()})
 
 
-def _extract(values: np.ndarray, t: torch.Tensor, shape: torch.Size | tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+def _extract(
+    values: np.ndarray, t: torch.Tensor, shape: torch.Size | tuple[int, ...], dtype: torch.dtype
+) -> torch.Tensor:
     """Gather the float64 table `values` [T] at timesteps t [N] and reshape to broadcast against `shape`
     ([N x ...]); the table stays float64 until this single cast."""
     table = torch.from_numpy(values).to(device=t.device)
@@ -312,7 +314,9 @@ class GaussianDiffusion:
         """The model as this diffusion calls it; SpacedDiffusion maps its timesteps to the original ones."""
         return model
 
-    def _call_model(self, model: Model, x_t: torch.Tensor, t: torch.Tensor, cond: Mapping[str, Any]) -> Mapping[str, Any]:
+    def _call_model(
+        self, model: Model, x_t: torch.Tensor, t: torch.Tensor, cond: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
         out = self.wrap_model(model)(x_t, t, cond["ld_pet"], cond.get("t1"), cond.get("t1_present"))
         assert out["x0"].shape == x_t.shape, (out["x0"].shape, x_t.shape)
         return out

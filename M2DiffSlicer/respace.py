@@ -8,7 +8,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .diffusion import NUM_TIMESTEPS, BetaSchedule, GaussianDiffusion, LossWeights, Model, VarianceType, get_beta_schedule
+from .diffusion import (
+    NUM_TIMESTEPS,
+    BetaSchedule,
+    GaussianDiffusion,
+    LossWeights,
+    Model,
+    VarianceType,
+    get_beta_schedule,
+)
 
 
 def space_timesteps(num_timesteps: int, section_counts: str | Sequence[int]) -> set[int]:

@@ -239,8 +239,10 @@ def test_each_loss_term_matches_a_hand_computation():
     mse_pet = ((x0 - x0_pet) ** 2).mean(axis=(1, 2, 3))
     mse_mri = ((x0 - x0_mri) ** 2).mean(axis=(1, 2, 3))
     consistency = ((x0_pet - x0_mri) ** 2).mean(axis=(1, 2, 3))
-    vb_pet = [_hand_vb(diffusion, ex["x0"], ex["noise"], ex["x0_pet"], ex["var_pet"], i, s) for i, s in enumerate([0, 500])]
-    vb_mri = [_hand_vb(diffusion, ex["x0"], ex["noise"], ex["x0_mri"], ex["var_mri"], i, s) for i, s in enumerate([0, 500])]
+    vb_pet, vb_mri = (
+        [_hand_vb(diffusion, ex["x0"], ex["noise"], ex[pred], ex[v], i, step) for i, step in enumerate([0, 500])]
+        for pred, v in (("x0_pet", "var_pet"), ("x0_mri", "var_mri"))
+    )
     assert np.allclose(terms["mse_pet"].numpy(), mse_pet, rtol=1e-10)
     assert np.allclose(terms["mse_mri"].numpy(), mse_mri, rtol=1e-10)
     assert np.allclose(terms["consistency"].numpy(), consistency, rtol=1e-10)
@@ -285,7 +287,8 @@ def test_vlb_trains_the_variance_but_not_the_x0_estimate():
     var_pet = torch.zeros(shape, requires_grad=True)
     diffusion = GaussianDiffusion(get_beta_schedule("linear", T))
     cond = {"ld_pet": torch.zeros(shape), "t1": None}
-    terms = diffusion.training_losses(FixedOutputModel(x0_pet, var_pet=var_pet), torch.randn(shape), torch.tensor([0, 300]), cond)
+    model = FixedOutputModel(x0_pet, var_pet=var_pet)
+    terms = diffusion.training_losses(model, torch.randn(shape), torch.tensor([0, 300]), cond)
     terms["vb_pet"].sum().backward()
     assert x0_pet.grad is None
     assert var_pet.grad is not None and var_pet.grad.abs().sum() > 0
@@ -309,3 +312,21 @@ def test_loss_weights_are_configurable_and_round_trip():
 def test_unknown_options_raise_a_value_error_naming_the_argument(argument, kwargs):
     with pytest.raises(ValueError, match=argument):
         create_diffusion(**kwargs)
+
+
+@pytest.mark.parametrize("variant", ["m2diff", "released-code", "v1", "v2", "v3", "v4", "v5"])
+def test_training_losses_with_the_tiny_network_are_finite_per_sample_and_differentiable(variant):
+    from M2DiffSlicer.config import build_model, model_config
+
+    torch.manual_seed(0)
+    model = build_model(model_config("tiny", variant))
+    diffusion = create_diffusion(variance=model.config.variance)
+    shape = (3, 1, 16, 16)
+    cond = {"ld_pet": torch.rand(shape), "t1": torch.rand(shape), "t1_present": torch.tensor([True, False, True])}
+    terms = diffusion.training_losses(model, torch.rand(shape), torch.tensor([0, 10, 999]), cond)
+    assert all(value.shape == (3,) and torch.isfinite(value).all() for value in terms.values())
+    assert ("vb_pet" in terms) == (model.config.variance.value == "learned_range")
+    assert ("mse_mri" in terms) == (model.config.num_decoders == 2)
+    terms["loss"].mean().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
