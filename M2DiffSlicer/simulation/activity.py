@@ -148,8 +148,8 @@ def target_suvr(rng: np.random.Generator, group: Group, severity: float, config:
     names, table = cn_table()
     row = table[rng.integers(len(table))]
     suvr = np.concatenate([[0.0], row / row[names.index("pons")]])
+    split = rng.uniform(-config.asymmetry, config.asymmetry)  # drawn for every group: same stream for CN
     if group != Group.CN:
-        split = rng.uniform(-config.asymmetry, config.asymmetry)
         for name, weight in AD_WEIGHTS.items():
             left, right = region_ids(name)
             suvr[left] *= 1.0 - severity * weight * (1.0 + split)

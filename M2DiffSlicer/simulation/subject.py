@@ -37,7 +37,9 @@ class SimulationConfig:
     iterations: int = 4
     psf_fwhm_mm: float = 4.5
     post_filter_mm: float = 4.0
-    true_counts: tuple[float, float] = (2e8, 5e8)
+    # Direct-plane counts. DATA.md's 2-5e8 gave LD100 ~15 dB here (SD vs noise-free ~35 dB); 6x more restores its
+    # measured difficulty (LD100 ~23 dB, SD ~41 dB): a 2D-only model lacks the oblique LORs of a 3D scanner.
+    true_counts: tuple[float, float] = (1.2e9, 3.0e9)
     scatter_fraction: float = 0.30        # scatter / (trues + scatter)
     randoms_fraction: float = 0.15        # randoms / prompts
     efficiency_sd: float = 0.05           # per-LOR detector efficiency spread
@@ -45,6 +47,7 @@ class SimulationConfig:
     misalign_mm: float = 6.0
     drfs: tuple[int, ...] = (20, 100)
     group: str | None = None              # CN / MCI / AD, or None to draw (40/30/30 %)
+    severity: float | None = None         # hypometabolism severity, or None to draw from the group's range
     noise_free: bool = False              # also reconstruct the expected sinogram (for benchmarks/tests)
     warp: ana.WarpConfig = field(default_factory=ana.WarpConfig)
     t1: ana.T1Config = field(default_factory=ana.T1Config)
@@ -53,6 +56,8 @@ class SimulationConfig:
     def __post_init__(self):
         if self.group is not None and self.group not in {g.value for g in act.Group}:
             raise ValueError(f"group={self.group!r} must be one of {[g.value for g in act.Group]} or None")
+        if self.severity is not None and not 0.0 <= self.severity < 1.0:
+            raise ValueError(f"severity={self.severity} must be in [0, 1)")
         if any(d < 1 for d in self.drfs):
             raise ValueError(f"drfs={self.drfs} must be >= 1")
         if self.views % self.subsets:
@@ -79,6 +84,7 @@ class Subject:
     pets: dict[str, np.ndarray]
     truth: np.ndarray
     roi_pet: np.ndarray
+    brain_pet: np.ndarray
     pet_grid: ana.Grid
     transform: dict
     meta: dict
@@ -89,6 +95,7 @@ def simulate_subject(seed: int, config: SimulationConfig = SimulationConfig()) -
     rng = np.random.default_rng(seed)
     group = act.Group(config.group) if config.group else act.Group(rng.choice(["CN", "MCI", "AD"], p=[.4, .3, .3]))
     severity = float(rng.uniform(*act.SEVERITY[group]))
+    severity = severity if config.severity is None else float(config.severity)
 
     anatomy = ana.random_warp(ana.load_template(config.anatomy_mm), rng, config.warp)
     t1 = ana.t1_appearance(anatomy, rng, config.t1)
@@ -104,6 +111,7 @@ def simulate_subject(seed: int, config: SimulationConfig = SimulationConfig()) -
     bone = ndimage.map_coordinates(anatomy.bone, source_index, order=1)
     mu = head_fraction * TISSUE_MU + bone * (BONE_MU - TISSUE_MU)
     roi_pet = ndimage.map_coordinates(_reported(anatomy.regions), source_index, order=0)
+    brain_pet = ndimage.map_coordinates(anatomy.brain, source_index, order=1) >= 0.5
 
     pets, counts_info = _acquire_and_reconstruct(truth, mu, pet_grid, config, rng)
 
@@ -119,7 +127,8 @@ def simulate_subject(seed: int, config: SimulationConfig = SimulationConfig()) -
     }
     return Subject(seed=seed, t1=t1, t1_brain=(t1 * (anatomy.brain > 0.5)).astype(np.float32),
                    roi_t1=_reported(anatomy.regions).astype(np.uint8), t1_grid=anatomy.grid, pets=pets,
-                   truth=truth.astype(np.float32), roi_pet=roi_pet.astype(np.uint8), pet_grid=pet_grid,
+                   truth=truth.astype(np.float32), roi_pet=roi_pet.astype(np.uint8),
+                   brain_pet=brain_pet, pet_grid=pet_grid,
                    transform=transform, meta=meta)
 
 
@@ -246,7 +255,7 @@ def _image(array: np.ndarray, grid: ana.Grid):
 
 
 def write_subject(subject: Subject, folder: str | os.PathLike) -> Path:
-    """Write the DEVELOPING.md subject folder: t1 (+ t1_brain), pet_sd, pet_ld_drfNNN, roi_pet, roi_t1, tfm, meta."""
+    """Write the DEVELOPING.md subject folder (+ t1_brain skull-stripped T1 and brain_pet mask on the PET grid)."""
     import SimpleITK as sitk
 
     from ..volumes import write_image_atomic
@@ -258,6 +267,7 @@ def write_subject(subject: Subject, folder: str | os.PathLike) -> Path:
                        folder / "t1_brain.nii.gz")
     write_image_atomic(_image(subject.roi_t1, subject.t1_grid), folder / "roi_t1.nii.gz")
     write_image_atomic(_image(subject.roi_pet, subject.pet_grid), folder / "roi_pet.nii.gz")
+    write_image_atomic(_image(subject.brain_pet.astype(np.uint8), subject.pet_grid), folder / "brain_pet.nii.gz")
     for name, array in subject.pets.items():
         if name != "noise_free":
             write_image_atomic(_image(array, subject.pet_grid), folder / f"pet_{name}.nii.gz")
