@@ -1,0 +1,449 @@
+"""One Enhance job: inputs to files, the engine worker process, results back into the scene.
+
+The module talks to the engine only through the worker protocol of docs/DEVELOPING.md ("Worker protocol"):
+``<python> -m M2DiffSlicer.worker --job job.json`` with JSON-line events on stdout.
+"""
+
+import dataclasses
+import enum
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+
+import slicer
+
+from . import ComparisonLayout, RoiTable, VolumeIO
+from .ProcessRunner import ExitCode, QtTimer, TimerProtocol, WorkerProcess
+
+
+class Device(enum.Enum):
+    """Where the worker runs the network; ``AUTO`` takes the GPU when the worker finds a usable one."""
+
+    AUTO = "auto"
+    GPU = "cuda"
+    CPU = "cpu"
+
+    def label(self) -> str:
+        return {"AUTO": "Auto (GPU if usable)", "GPU": "GPU (CUDA)", "CPU": "CPU"}[self.name]
+
+
+class Orientations(enum.Enum):
+    """Slice orientations the 2D model is run in; several are fused after stripe removal."""
+
+    ALL = ("axial", "coronal", "sagittal")
+    AXIAL = ("axial",)
+
+    def label(self) -> str:
+        return {"ALL": "Axial + coronal + sagittal (fused)", "AXIAL": "Axial only (3x faster)"}[self.name]
+
+
+class WorkerError(RuntimeError):
+    """The worker failed; ``errorType`` and ``exitCode`` are the worker's, the message is shown to the user."""
+
+    def __init__(self, message: str, errorType: str = "M2DiffError", exitCode: int = ExitCode.INTERNAL_ERROR):
+        super().__init__(message)
+        self.errorType = errorType
+        self.exitCode = exitCode
+
+
+class CancelledError(WorkerError):
+    """The user cancelled the job; nothing was added to the scene."""
+
+    def __init__(self) -> None:
+        super().__init__("Enhancement cancelled", "CancelledError", ExitCode.CANCELLED)
+
+
+class Signal:
+    """Minimal signal: ``connect(callback)`` and ``emit(*args)`` (callbacks run on the polling thread)."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable] = []
+
+    def connect(self, callback: Callable) -> None:
+        self._callbacks.append(callback)
+
+    def emit(self, *args) -> None:
+        for callback in self._callbacks:
+            callback(*args)
+
+
+@dataclasses.dataclass
+class EnhanceSettings:
+    """Engine options of one job (mirrors the job.json keys)."""
+
+    steps: int = 10
+    orientations: Orientations = Orientations.ALL
+    device: Device = Device.AUTO
+    seed: int = 0
+    uncertainty: bool = False
+    weights: str | None = None
+    batchSize: int = 16
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if not isinstance(self.orientations, Orientations):
+            raise ValueError(f"orientations must be an Orientations value, got {self.orientations!r}")
+        if not isinstance(self.device, Device):
+            raise ValueError(f"device must be a Device value, got {self.device!r}")
+        if self.batchSize < 1:
+            raise ValueError(f"batchSize must be a positive integer, got {self.batchSize!r}")
+        if self.weights is not None and not os.path.isfile(self.weights):
+            raise ValueError(f"weights must be an existing .pt model file, got {self.weights!r}")
+
+
+@dataclasses.dataclass
+class EnhanceResult:
+    """Nodes a successful job added or filled, plus the worker's facts."""
+
+    outputVolume: object
+    uncertaintyVolume: object | None
+    transformNode: object | None
+    tableNode: object | None
+    chartNode: object | None
+    workerInfo: dict
+    warnings: list[str]
+    elapsedS: float
+
+
+def defaultWorkerCommand() -> list[str]:
+    """``PythonSlicer -m M2DiffSlicer.worker``: the worker runs in Slicer's Python, in its own process."""
+    pythonSlicer = shutil.which("PythonSlicer")
+    if pythonSlicer is None:
+        raise RuntimeError("PythonSlicer was not found on PATH; it is needed to run the M2Diff worker")
+    return [pythonSlicer, "-m", "M2DiffSlicer.worker"]
+
+
+def engineSearchPath() -> str | None:
+    """Folder holding the ``M2DiffSlicer`` package: the repository root, or the installed module's folder."""
+    moduleDir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for candidate in (moduleDir, os.path.dirname(moduleDir)):
+        if os.path.isfile(os.path.join(candidate, "M2DiffSlicer", "__init__.py")):
+            return candidate
+    return None
+
+
+class EnhanceJob:
+    """A running job. Signals: ``progress(fraction, message)``, ``log(text)``, ``finished(result | None, error | None)``."""
+
+    def __init__(self, logic: "EnhanceLogic", inputs: dict, settings: EnhanceSettings, showResult: bool) -> None:
+        self.progress = Signal()
+        self.log = Signal()
+        self.finished = Signal()
+        self.result: EnhanceResult | None = None
+        self.error: Exception | None = None
+        self._logic = logic
+        self._inputs = inputs
+        self._settings = settings
+        self._showResult = showResult
+        self._timer: TimerProtocol | None = None
+        self._resultEvent: dict | None = None
+        self._errorEvent: dict | None = None
+        self._startEvent: dict = {}
+        self._warnings: list[str] = []
+        self._labelNames: dict[int, str] = {}
+        self._tempDir = tempfile.mkdtemp(prefix="M2Diff-")
+        try:
+            jobPath = self._writeJob()
+        except Exception:
+            shutil.rmtree(self._tempDir, ignore_errors=True)
+            raise
+        self.process = WorkerProcess(logic.workerCommand() + ["--job", jobPath], self._onEvent, self._onFinished,
+                                     env=logic.workerEnvironment())
+
+    @property
+    def tempDir(self) -> str:
+        return self._tempDir
+
+    @property
+    def running(self) -> bool:
+        return not self.process.finished
+
+    def _path(self, *parts: str) -> str:
+        return os.path.join(self._tempDir, *parts)
+
+    def _writeJob(self) -> str:
+        ldPet, t1, roi = self._inputs["ldPet"], self._inputs["t1"], self._inputs["roi"]
+        os.makedirs(self._path("in"))
+        os.makedirs(self._path("out"))
+        VolumeIO.writeVolume(ldPet, self._path("in", "pet.nii.gz"))
+        if t1 is not None:
+            VolumeIO.writeVolume(t1, self._path("in", "t1.nii.gz"))
+        if roi is not None:
+            self._labelNames = VolumeIO.writeRoiLabelmap(roi, ldPet, self._path("in", "roi.nii.gz"))
+        settings = self._settings
+        job = {
+            "pet": self._path("in", "pet.nii.gz"),
+            "t1": self._path("in", "t1.nii.gz") if t1 is not None else None,
+            "roi": self._path("in", "roi.nii.gz") if roi is not None else None,
+            "output": self._path("out", "enhanced.nii.gz"),
+            "uncertainty_output": self._path("out", "uncertainty.nii.gz") if settings.uncertainty else None,
+            "transform_output": self._path("out", "t1_to_pet.tfm") if t1 is not None else None,
+            "roi_csv": self._path("out", "roi.csv"),
+            "roi_json": self._path("out", "roi.json"),
+            "report": self._path("out", "report.json"),
+            "weights": settings.weights,
+            "steps": settings.steps,
+            "orientations": list(settings.orientations.value),
+            "device": settings.device.value,
+            "seed": settings.seed,
+            "batch_size": settings.batchSize,
+        }
+        jobPath = self._path("job.json")
+        with open(jobPath, "w", encoding="utf-8") as jobFile:
+            json.dump(job, jobFile, indent=1)
+        return jobPath
+
+    def start(self, timer: TimerProtocol | None) -> None:
+        """Launch the worker; with a timer, poll it from the timer (GUI), else the caller calls ``wait()``."""
+        self.process.start()
+        self._timer = timer
+        if timer is not None:
+            timer.start(100, self.process.poll)
+
+    def wait(self) -> None:
+        self.process.wait()
+
+    def cancel(self) -> None:
+        """Kill the worker's process tree; ``finished`` then reports a ``CancelledError`` and no node is added."""
+        if self.running:
+            self.process.cancel()
+            self.process.wait()
+
+    def _onEvent(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "progress":
+            self.progress.emit(float(event.get("fraction", 0.0)), str(event.get("message", event.get("phase", ""))))
+        elif kind == "start":
+            self._startEvent = event
+            self.log.emit(describeWorker(event, self._settings.device))
+        elif kind == "warning":
+            self._warnings.append(str(event.get("message", "")))
+            self.log.emit(f"Warning: {event.get('message', '')}")
+        elif kind == "result":
+            self._resultEvent = event
+        elif kind == "error":
+            self._errorEvent = event
+        else:
+            self.log.emit(str(event.get("message", event)))
+
+    def _onFinished(self, exitCode: int, stderrText: str) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        try:
+            if exitCode == ExitCode.CANCELLED:
+                raise CancelledError()
+            if exitCode != ExitCode.SUCCESS or self._resultEvent is None:
+                raise self._workerError(exitCode, stderrText)
+            self.result = self._logic.loadResults(self._inputs, self._resultEvent, self._startEvent, self._warnings,
+                                                  self._labelNames, self._showResult)
+        except Exception as error:
+            self.error = error
+        finally:
+            shutil.rmtree(self._tempDir, ignore_errors=True)
+        if self.error is None:
+            self.progress.emit(1.0, "done")
+        self.finished.emit(self.result, self.error)
+
+    def _workerError(self, exitCode: int, stderrText: str) -> WorkerError:
+        if self._errorEvent is not None:
+            return WorkerError(str(self._errorEvent.get("message", "")), str(self._errorEvent.get("type", "")),
+                               int(self._errorEvent.get("exit_code", exitCode)))
+        tail = "\n".join(stderrText.strip().splitlines()[-15:])
+        return WorkerError(f"The M2Diff worker stopped with exit code {exitCode} without a result.\n{tail}",
+                           "M2DiffError", exitCode)
+
+
+def describeWorker(startEvent: dict, requested: Device) -> str:
+    """One plain sentence about where the model runs, e.g. that it fell back to the CPU and why."""
+    device = startEvent.get("device", "?")
+    text = (f"Worker: torch {startEvent.get('torch', '?')} (CUDA build {startEvent.get('cuda_build') or 'none'}), "
+            f"running on {device} ({startEvent.get('device_name', '?')}, {startEvent.get('memory_gb', '?')} GB)")
+    if device == "cpu" and requested != Device.CPU:
+        reason = "this GPU's architecture is not supported by the installed torch" \
+            if startEvent.get("arch_ok") is False else "no usable CUDA GPU was found"
+        text += f". Running on the CPU because {reason}: expect minutes, not seconds."
+    return text
+
+
+class EnhanceLogic:
+    """Creates jobs and turns their results into scene nodes; Qt edges (timer, worker command) are injectable."""
+
+    def __init__(self, workerCommand: Sequence[str] | None = None,
+                 timerFactory: Callable[[], TimerProtocol] | None = QtTimer) -> None:
+        self._workerCommand = list(workerCommand) if workerCommand is not None else None
+        self._timerFactory = timerFactory
+
+    def workerCommand(self) -> list[str]:
+        return list(self._workerCommand) if self._workerCommand is not None else defaultWorkerCommand()
+
+    def workerEnvironment(self) -> dict:
+        """The child's environment: ours, plus the engine's folder on PYTHONPATH (the Slicer process is untouched)."""
+        env = dict(os.environ)
+        enginePath = engineSearchPath()
+        if enginePath is not None:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (enginePath, env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def startOrRaise(self, ldPet, t1=None, roi=None, output=None, settings: EnhanceSettings | None = None,
+                     waitForCompletion: bool = True, showResult: bool = True) -> EnhanceJob:
+        """Validate the nodes, write the job, launch the worker; blocking unless ``waitForCompletion`` is False."""
+        validateInputs(ldPet, t1, roi, output)
+        settings = settings or EnhanceSettings()
+        job = EnhanceJob(self, {"ldPet": ldPet, "t1": t1, "roi": roi, "output": output}, settings, showResult)
+        if waitForCompletion:
+            job.start(None)
+            job.wait()
+        else:
+            job.start(self._timerFactory())
+        return job
+
+    def loadResults(self, inputs: dict, resultEvent: dict, startEvent: dict, warnings: list[str],
+                    labelNames: dict[int, str], showResult: bool) -> EnhanceResult:
+        """Create all result nodes, or none: any failure removes the nodes added so far and re-raises."""
+        ldPet, t1, roi, output = inputs["ldPet"], inputs["t1"], inputs["roi"], inputs["output"]
+        scene = ldPet.GetScene()
+        outputs = resultEvent.get("outputs", {})
+        # Read every file before touching the scene.
+        enhanced = _readDetachedVolume(outputs["output"])
+        uncertainty = _readDetachedVolume(outputs["uncertainty_output"]) if outputs.get("uncertainty_output") else None
+        matrix = VolumeIO.readTransformFromParentRAS(outputs["transform_output"]) \
+            if t1 is not None and outputs.get("transform_output") else None
+        roiJson = None
+        if roi is not None and outputs.get("roi_json"):
+            with open(outputs["roi_json"], encoding="utf-8") as roiFile:
+                roiJson = json.load(roiFile)
+
+        created = []
+        try:
+            outputVolume = output
+            if outputVolume is None:
+                outputVolume = _addNode(scene, created, "vtkMRMLScalarVolumeNode", f"{ldPet.GetName()} enhanced")
+            uncertaintyVolume = None
+            if uncertainty is not None:
+                uncertaintyVolume = _addNode(scene, created, "vtkMRMLScalarVolumeNode",
+                                             f"{ldPet.GetName()} uncertainty")
+                _assignVolume(uncertainty, uncertaintyVolume)
+                VolumeIO.copyPetQuantity(ldPet, uncertaintyVolume)
+                VolumeIO.applyPetDisplay(ldPet, uncertaintyVolume, self.petColorNodeId(scene))
+            transformNode = None
+            if matrix is not None:
+                transformNode = _addNode(scene, created, "vtkMRMLLinearTransformNode",
+                                         f"{t1.GetName()} to {ldPet.GetName()}")
+                transformNode.SetMatrixTransformFromParent(matrix)
+            tableNode = chartNode = None
+            if roiJson is not None:
+                tableNode = _addNode(scene, created, "vtkMRMLTableNode", f"{ldPet.GetName()} ROI uptake")
+                RoiTable.fillRoiTable(tableNode, roiJson, petUnitsLabel(ldPet), labelNames)
+                chartNode = RoiTable.createUptakeChart(scene, tableNode, f"{ldPet.GetName()} ROI uptake chart")
+                created.extend(_chartSeriesAndChart(chartNode))
+            _placeInStudy(scene, ldPet, [node for node in created if not node.IsA("vtkMRMLPlotSeriesNode")]
+                          + ([outputVolume] if output is None else []))
+            # Last: the only change to a node the user supplied, after everything that can fail.
+            _assignVolume(enhanced, outputVolume)
+            VolumeIO.copyPetQuantity(ldPet, outputVolume)
+            VolumeIO.applyPetDisplay(ldPet, outputVolume, self.petColorNodeId(scene))
+        except Exception:
+            for node in reversed(created):
+                _removeNode(scene, node)
+            raise
+        if transformNode is not None:
+            # The T1 goes under the registration transform so the comparison shows it aligned with the PET.
+            t1.SetAndObserveTransformNodeID(transformNode.GetID())
+        if showResult:
+            ComparisonLayout.showComparison(scene, [ldPet, outputVolume, t1, uncertaintyVolume])
+        return EnhanceResult(outputVolume, uncertaintyVolume, transformNode, tableNode, chartNode, startEvent,
+                             warnings, float(resultEvent.get("elapsed_s", 0.0)))
+
+    @staticmethod
+    def petColorNodeId(scene) -> str:
+        """Slicer's "PET-Heat" procedural colour node (created by the Colors module at start-up)."""
+        colorNodeId = "vtkMRMLPETProceduralColorNodePET-Heat"
+        if scene.GetNodeByID(colorNodeId) is None:
+            raise RuntimeError(f"Colour node {colorNodeId} is missing: the Colors module has not initialised")
+        return colorNodeId
+
+
+def validateInputs(ldPet, t1, roi, output) -> None:
+    """Raise ``ValueError`` naming the argument when a node cannot be used."""
+    if ldPet is None or not ldPet.IsA("vtkMRMLScalarVolumeNode") or ldPet.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise ValueError(f"ldPet must be a scalar volume node (the low-dose PET), got {ldPet!r}")
+    if ldPet.GetImageData() is None or ldPet.GetScene() is None:
+        raise ValueError(f"ldPet '{ldPet.GetName()}' has no voxels or is not in a scene")
+    dims = ldPet.GetImageData().GetDimensions()
+    if min(dims) < 8:
+        raise ValueError(f"ldPet must be a 3D volume at least 8 voxels on each side, got dimensions {dims}")
+    if t1 is not None and (not t1.IsA("vtkMRMLScalarVolumeNode") or t1.GetImageData() is None):
+        raise ValueError(f"t1 must be a scalar volume node with voxels or None (MRI-free), got {t1!r}")
+    if roi is not None and not (roi.IsA("vtkMRMLSegmentationNode") or roi.IsA("vtkMRMLLabelMapVolumeNode")):
+        raise ValueError(f"roi must be a segmentation or labelmap volume node or None, got {roi!r}")
+    if output is not None:
+        if not output.IsA("vtkMRMLScalarVolumeNode") or output.IsA("vtkMRMLLabelMapVolumeNode"):
+            raise ValueError(f"output must be a scalar volume node or None (create new), got {output!r}")
+        if output in (ldPet, t1):
+            raise ValueError("output must differ from the input volumes: the inputs are never overwritten")
+
+
+def petUnitsLabel(volumeNode) -> str:
+    """Units of the PET voxels for table headers, e.g. ``{SUVbw}g/ml``; empty when the volume has none."""
+    units = volumeNode.GetVoxelValueUnits()
+    return units.GetCodeValue() if units is not None and units.GetCodeValue() else ""
+
+
+def _readDetachedVolume(path: str):
+    volume = slicer.vtkMRMLScalarVolumeNode()
+    VolumeIO.readVolumeInto(path, volume)
+    return volume
+
+
+def _assignVolume(source, target) -> None:
+    import vtk
+
+    ijkToRas = vtk.vtkMatrix4x4()
+    source.GetIJKToRASMatrix(ijkToRas)
+    wasModifying = target.StartModify()
+    target.SetIJKToRASMatrix(ijkToRas)
+    target.SetAndObserveImageData(source.GetImageData())
+    target.EndModify(wasModifying)
+
+
+def _addNode(scene, created: list, className: str, name: str):
+    node = scene.AddNewNodeByClass(className, scene.GenerateUniqueName(name))
+    created.append(node)
+    return node
+
+
+def _chartSeriesAndChart(chartNode) -> list:
+    scene = chartNode.GetScene()
+    series = [scene.GetNodeByID(chartNode.GetNthPlotSeriesNodeID(i))
+              for i in range(chartNode.GetNumberOfPlotSeriesNodes())]
+    return series + [chartNode]
+
+
+def _removeNode(scene, node) -> None:
+    if node.IsA("vtkMRMLDisplayableNode"):
+        for index in reversed(range(node.GetNumberOfDisplayNodes())):
+            scene.RemoveNode(node.GetNthDisplayNode(index))
+    if node.IsA("vtkMRMLStorableNode") and node.GetStorageNode() is not None:
+        scene.RemoveNode(node.GetStorageNode())
+    scene.RemoveNode(node)
+
+
+def _placeInStudy(scene, inputNode, nodes: list) -> None:
+    """Put ``nodes`` next to the input in the subject hierarchy: under its study, else under its parent."""
+    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    inputItem = shNode.GetItemByDataNode(inputNode)
+    parentItem = shNode.GetSceneItemID()
+    if inputItem:
+        studyItem = shNode.GetItemAncestorAtLevel(inputItem, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy())
+        parentItem = studyItem or shNode.GetItemParent(inputItem)
+    for node in nodes:
+        item = shNode.GetItemByDataNode(node)
+        if item:
+            shNode.SetItemParent(item, parentItem)
+        else:
+            # Without the application's subject hierarchy plugins nobody created the item yet.
+            shNode.CreateItem(parentItem, node)

@@ -1,0 +1,192 @@
+"""Run the engine worker as a child process and turn its JSON-line stdout into events.
+
+The GUI never blocks: a reader thread moves stdout lines into a queue and a timer (Qt's ``QTimer`` in Slicer, an
+injected fake in tests) drains the queue on the main thread, where MRML may be touched. Scripts and tests use the
+blocking ``wait()`` instead.
+"""
+
+import enum
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+
+class ExitCode(enum.IntEnum):
+    """Worker exit codes (docs/DEVELOPING.md, "Errors and worker exit codes")."""
+
+    SUCCESS = 0
+    INTERNAL_ERROR = 1
+    BAD_INPUT = 2
+    OUT_OF_MEMORY = 3
+    MODEL_ERROR = 4
+    CANCELLED = 5
+
+
+class TimerProtocol(Protocol):
+    """What the runner needs from a timer: call ``callback`` every ``intervalMs`` until stopped."""
+
+    def start(self, intervalMs: int, callback: Callable[[], None]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class QtTimer:
+    """``TimerProtocol`` on ``qt.QTimer``; qt is imported here so the rest of the module stays Qt-free."""
+
+    def __init__(self) -> None:
+        import qt
+
+        self._timer = qt.QTimer()
+        self._callback = None
+        self._timer.connect("timeout()", self._onTimeout)
+
+    def _onTimeout(self) -> None:
+        if self._callback is not None:
+            self._callback()
+
+    def start(self, intervalMs: int, callback: Callable[[], None]) -> None:
+        self._callback = callback
+        self._timer.start(intervalMs)
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self._callback = None
+
+
+def killProcessTree(process: subprocess.Popen) -> None:
+    """Kill ``process`` and every process it started.
+
+    PythonSlicer is a launcher that starts the real interpreter as a child, so killing only the launcher would leave
+    the worker (and its GPU memory) alive. The worker is started in its own process group / session, which lets us
+    signal the whole group at once.
+    """
+    if process.poll() is not None:
+        return
+    if sys.platform == "win32":
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False)
+    else:
+        # SIGTERM first: the worker stops between steps and deletes its partial outputs.
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+class WorkerProcess:
+    """One worker run: start, poll events, wait or cancel.
+
+    ``onEvent(dict)`` is called on the polling thread for each JSON event (non-JSON lines arrive as
+    ``{"event": "log", "message": line}``); ``onFinished(exitCode, stderrText)`` once, after the last event.
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        onEvent: Callable[[dict], None],
+        onFinished: Callable[[int, str], None],
+        env: dict | None = None,
+    ) -> None:
+        self.command = list(command)
+        self._onEvent = onEvent
+        self._onFinished = onFinished
+        self._env = env
+        self._queue: queue.Queue = queue.Queue()
+        self._process: subprocess.Popen | None = None
+        self._threads: list[threading.Thread] = []
+        self._stderrLines: list[str] = []
+        self._finished = False
+        self.cancelled = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def start(self) -> None:
+        """Launch the process in its own process group with line-buffered pipes."""
+        kwargs = {}
+        if sys.platform == "win32":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+        else:
+            kwargs["start_new_session"] = True
+        self._process = subprocess.Popen(
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=self._env,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+            **kwargs,
+        )
+        self._threads = [
+            threading.Thread(target=self._readStdout, daemon=True),
+            threading.Thread(target=self._readStderr, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _readStdout(self) -> None:
+        for line in self._process.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                event = {"event": "log", "message": line}
+            if not isinstance(event, dict) or "event" not in event:
+                event = {"event": "log", "message": line}
+            self._queue.put(event)
+
+    def _readStderr(self) -> None:
+        # Drained continuously: a full stderr pipe would block the worker.
+        for line in self._process.stderr:
+            self._stderrLines.append(line.rstrip("\n"))
+
+    def poll(self) -> bool:
+        """Deliver queued events; when the process has ended and all output is read, finish. Returns finished."""
+        if self._finished:
+            return True
+        while True:
+            try:
+                event = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._onEvent(event)
+        if self._process.poll() is None or any(thread.is_alive() for thread in self._threads):
+            return False
+        if not self._queue.empty():
+            return False
+        self._finished = True
+        exitCode = ExitCode.CANCELLED if self.cancelled else self._process.returncode
+        self._onFinished(exitCode, "\n".join(self._stderrLines))
+        return True
+
+    def wait(self, pollIntervalS: float = 0.05) -> None:
+        """Blocking mode: poll until the process finishes."""
+        while not self.poll():
+            time.sleep(pollIntervalS)
+
+    def cancel(self) -> None:
+        """Kill the whole process tree; ``onFinished`` then reports ``ExitCode.CANCELLED`` on the next poll."""
+        self.cancelled = True
+        if self._process is not None:
+            killProcessTree(self._process)

@@ -1,0 +1,127 @@
+"""Move volumes, labelmaps and transforms between the MRML scene and the worker's files.
+
+Only MRML storage nodes are used (not ``slicer.util.saveNode``/``loadVolume``), so the same code runs in Slicer and
+on slicer-core without the application's IO manager.
+"""
+
+import slicer
+import vtk
+
+
+def writeVolume(volumeNode: "slicer.vtkMRMLVolumeNode", path: str) -> None:
+    """Write ``volumeNode`` (scalar or labelmap) to ``path`` (.nii.gz) with its geometry; raise on failure."""
+    storageNode = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storageNode.SetFileName(path)
+    storageNode.SetUseCompression(True)
+    if not storageNode.WriteData(volumeNode):
+        raise OSError(f"Could not write volume '{volumeNode.GetName()}' to {path}")
+
+
+def readVolumeInto(path: str, volumeNode: "slicer.vtkMRMLScalarVolumeNode") -> None:
+    """Replace the voxels and geometry of ``volumeNode`` by the image file at ``path``; raise on failure."""
+    storageNode = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storageNode.SetFileName(path)
+    if not storageNode.ReadData(volumeNode):
+        raise OSError(f"Could not read the worker's output volume {path}")
+
+
+def writeRoiLabelmap(roiNode, referenceVolume, path: str) -> dict[int, str]:
+    """Write an ROI segmentation or labelmap as a labelmap on the PET grid; return {label value: name}.
+
+    Segments are exported in segment order with values 1..N, so the names come from the segmentation itself.
+    Labelmap names come from the labelmap's colour table where it has one.
+    """
+    if roiNode.IsA("vtkMRMLSegmentationNode"):
+        segmentation = roiNode.GetSegmentation()
+        segmentIds = vtk.vtkStringArray()
+        names = {}
+        for index in range(segmentation.GetNumberOfSegments()):
+            segmentId = segmentation.GetNthSegmentID(index)
+            segmentIds.InsertNextValue(segmentId)
+            names[index + 1] = segmentation.GetSegment(segmentId).GetName()
+        scene = roiNode.GetScene()
+        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "M2DiffRoiExport")
+        try:
+            if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                roiNode, segmentIds, labelmap, referenceVolume
+            ):
+                raise ValueError(f"Could not export segmentation '{roiNode.GetName()}' to a labelmap")
+            writeVolume(labelmap, path)
+        finally:
+            _removeWithStorageAndDisplay(scene, labelmap)
+        return names
+    if roiNode.IsA("vtkMRMLLabelMapVolumeNode"):
+        writeVolume(roiNode, path)
+        return _labelNamesFromColors(roiNode)
+    raise ValueError(f"ROI must be a segmentation or labelmap volume node, got {roiNode.GetClassName()}")
+
+
+def _labelNamesFromColors(labelmapNode) -> dict[int, str]:
+    displayNode = labelmapNode.GetDisplayNode()
+    colorNode = displayNode.GetColorNode() if displayNode else None
+    if colorNode is None:
+        return {}
+    return {
+        value: colorNode.GetColorName(value)
+        for value in range(1, colorNode.GetNumberOfColors())
+        if colorNode.GetColorName(value)
+    }
+
+
+def _removeWithStorageAndDisplay(scene, node) -> None:
+    for index in range(node.GetNumberOfDisplayNodes()):
+        scene.RemoveNode(node.GetNthDisplayNode(index))
+    if node.GetStorageNode():
+        scene.RemoveNode(node.GetStorageNode())
+    scene.RemoveNode(node)
+
+
+def readTransformFromParentRAS(path: str) -> vtk.vtkMatrix4x4:
+    """Read the worker's T1->PET ``.tfm`` and return Slicer's "from parent" matrix in RAS.
+
+    The file holds an ITK transform T in the resampling convention and LPS coordinates: for a point p on the PET
+    (fixed) grid, T(p) = A p + b is where to sample the T1 (moving) image, so T maps PET space -> T1 space.
+    Slicer keeps transforms as "to parent" (child -> world) matrices; putting the T1 under a transform that
+    brings it onto the PET needs to-parent = T^-1, i.e. from-parent = T. LPS and RAS differ by
+    F = diag(-1, -1, 1), which is its own inverse, so in RAS: from-parent = F [A b; 0 1] F.
+    That is exactly the conversion ``vtkMRMLTransformStorageNode`` applies when Slicer loads an ITK transform
+    file, so the file is read with it (any linear ITK transform type works) and the matrix taken from the node.
+    """
+    transformNode = slicer.vtkMRMLLinearTransformNode()
+    storageNode = slicer.vtkMRMLTransformStorageNode()
+    storageNode.SetFileName(path)
+    # The storage node reports errors through the scene it belongs to; a private scene keeps the user's clean.
+    privateScene = slicer.vtkMRMLScene()
+    privateScene.AddNode(storageNode)
+    privateScene.AddNode(transformNode)
+    if not storageNode.ReadData(transformNode):
+        raise OSError(f"Could not read the worker's registration transform {path}")
+    matrix = vtk.vtkMatrix4x4()
+    if not transformNode.GetMatrixTransformFromParent(matrix):
+        raise ValueError(f"The registration transform in {path} is not linear")
+    return matrix
+
+
+def copyPetQuantity(sourceVolume, targetVolume) -> None:
+    """Copy the voxel quantity (e.g. DCM 126400 SUV) and units (e.g. UCUM {SUVbw}g/ml) when the source has them."""
+    for getter, setter in (
+        ("GetVoxelValueQuantity", "SetVoxelValueQuantity"),
+        ("GetVoxelValueUnits", "SetVoxelValueUnits"),
+    ):
+        entry = getattr(sourceVolume, getter)()
+        if entry is not None:
+            copied = slicer.vtkCodedEntry()
+            copied.Copy(entry)
+            getattr(targetVolume, setter)(copied)
+
+
+def applyPetDisplay(sourceVolume, targetVolume, petColorNodeId: str) -> None:
+    """Show ``targetVolume`` like the source PET: same colour node when the source has a non-grey one, else PET."""
+    targetVolume.CreateDefaultDisplayNodes()
+    targetDisplay = targetVolume.GetDisplayNode()
+    sourceDisplay = sourceVolume.GetDisplayNode()
+    colorNodeId = petColorNodeId
+    if sourceDisplay is not None and sourceDisplay.GetColorNodeID() not in (None, "", "vtkMRMLColorTableNodeGrey"):
+        colorNodeId = sourceDisplay.GetColorNodeID()
+    targetDisplay.SetAndObserveColorNodeID(colorNodeId)
+    targetDisplay.AutoWindowLevelOn()
