@@ -91,14 +91,52 @@ def register_rigid(pet: sitk.Image, t1: sitk.Image, initial_transform: Optional[
     if not optimize:
         return RegistrationResult(transform=start, metric=float("nan"), iterations=0, nmi_before=nmi_before,
                                   nmi_after=nmi_before, stop_condition="skipped")
+    found, metric, iterations, stop = _optimise(fixed, moving, sitk.Euler3DTransform(start), config, progress)
+    transform = _flattened(found)
+    return RegistrationResult(transform=transform, metric=metric, iterations=iterations, nmi_before=nmi_before,
+                              nmi_after=normalized_mutual_information(fixed, moving, transform,
+                                                                      config.histogram_bins),
+                              stop_condition=stop)
+
+
+def register_affine(fixed: sitk.Image, moving: sitk.Image, progress: Optional[ProgressCallback] = None,
+                    config: RegistrationConfig = RegistrationConfig(shrink_factors=(4, 2),
+                                                                    smoothing_sigmas_mm=(4.0, 2.0))
+                    ) -> RegistrationResult:
+    """Rigid, then 12-parameter affine registration of `moving` onto `fixed` (e.g. the atlas template onto a subject).
+
+    Same convention as `register_rigid`: `sitk.Resample(moving, fixed, result.transform)` puts `moving` on the
+    fixed grid. The defaults stop at half resolution: lobar labels need millimetres, not sub-millimetres.
+    """
+    rigid = register_rigid(fixed, moving, progress=progress, config=config)
+    affine = sitk.AffineTransform(3)
+    affine.SetCenter(rigid.transform.GetCenter())
+    affine.SetMatrix(rigid.transform.GetMatrix())
+    affine.SetTranslation(rigid.transform.GetTranslation())
+    moving_small = _downsampled(sitk.Cast(moving, sitk.sitkFloat32), config.moving_spacing_mm)
+    fixed_float = sitk.Cast(fixed, sitk.sitkFloat32)
+    found, metric, iterations, stop = _optimise(fixed_float, moving_small, affine, config, progress,
+                                                first_iteration=rigid.iterations)
+    transform = _flattened(found)
+    return RegistrationResult(transform=transform, metric=metric, iterations=rigid.iterations + iterations,
+                              nmi_before=rigid.nmi_before,
+                              nmi_after=normalized_mutual_information(fixed_float, moving_small, transform,
+                                                                      config.histogram_bins),
+                              stop_condition=stop)
+
+
+def _optimise(fixed: sitk.Image, moving: sitk.Image, start: sitk.Transform, config: RegistrationConfig,
+              progress: Optional[ProgressCallback], first_iteration: int = 0
+              ) -> tuple[sitk.Transform, float, int, str]:
+    """Run the multi-resolution optimiser from `start`; returns (transform, metric, iterations, stop condition)."""
     method = _registration_method(fixed, config)
-    method.SetInitialTransform(sitk.Euler3DTransform(start), inPlace=False)
+    method.SetInitialTransform(start, inPlace=False)
     counter = {"iterations": 0}
 
     def on_iteration() -> None:
         counter["iterations"] += 1
         if progress is not None:
-            progress(counter["iterations"], method.GetMetricValue(), method.GetCurrentLevel())
+            progress(first_iteration + counter["iterations"], method.GetMetricValue(), method.GetCurrentLevel())
 
     method.AddCommand(sitk.sitkIterationEvent, on_iteration)
     try:
@@ -108,13 +146,8 @@ def register_rigid(pet: sitk.Image, t1: sitk.Image, initial_transform: Optional[
             raise BadInputError("the T1 does not overlap the PET: registration found no common voxels "
                                 "(check that both images show the same head)") from error
         raise
-    transform = _flattened(found)
-    return RegistrationResult(transform=transform, metric=float(method.GetMetricValue()),
-                              iterations=counter["iterations"],
-                              nmi_before=nmi_before,
-                              nmi_after=normalized_mutual_information(fixed, moving, transform,
-                                                                      config.histogram_bins),
-                              stop_condition=method.GetOptimizerStopConditionDescription())
+    return (found, float(method.GetMetricValue()), counter["iterations"],
+            method.GetOptimizerStopConditionDescription())
 
 
 def _registration_method(fixed: sitk.Image, config: RegistrationConfig) -> sitk.ImageRegistrationMethod:
