@@ -124,3 +124,33 @@ def test_csv_and_json_writers_keep_every_number_and_write_nan_as_empty(phantom, 
     assert float(rows[1]["mean"]) == table["rows"][0]["enhanced"]["mean"]
     assert rows[0]["change_pct_mean"] == "" and rows[6]["mean"] == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["roi.csv", "roi.json"]
+
+
+def test_roi_command_writes_csv_and_json_from_a_labelmap(phantom, tmp_path):
+    from M2DiffSlicer.cli import main
+
+    ld, enhanced, labels = phantom
+    paths = {}
+    for name, array in (("ld", ld), ("enh", enhanced), ("labels", labels)):
+        paths[name] = str(tmp_path / f"{name}.nii.gz")
+        sitk.WriteImage(_image(array), paths[name])
+    (tmp_path / "names.json").write_text(json.dumps({"labels": {str(k): v for k, v in NAMES.items()}}))
+    code = main(["roi", "--images", paths["ld"], paths["enh"], "--labels", paths["labels"],
+                 "--label-names", str(tmp_path / "names.json"), "--csv", str(tmp_path / "out.csv"),
+                 "--json", str(tmp_path / "out.json")])
+    assert code == 0
+    table = json.loads((tmp_path / "out.json").read_text())
+    assert table["images"] == ["input", "enhanced"] and table["reference_region"] == "cerebellum"
+    frontal = labels == 1
+    assert table["rows"][0]["input"]["mean"] == pytest.approx(ld[frontal].astype(np.float64).mean(), rel=1e-9)
+    assert (tmp_path / "out.csv").read_text().startswith(",".join(CSV_COLUMNS))
+
+
+def test_roi_command_rejects_mismatched_names_with_the_bad_input_exit_code(phantom, tmp_path):
+    from M2DiffSlicer.cli import main
+
+    ld, _, labels = phantom
+    sitk.WriteImage(_image(ld), str(tmp_path / "ld.nii.gz"))
+    code = main(["roi", "--images", str(tmp_path / "ld.nii.gz"), "--names", "a", "b",
+                 "--labels", str(tmp_path / "ld.nii.gz"), "--json", str(tmp_path / "out.json")])
+    assert code == 2 and not (tmp_path / "out.json").exists()
