@@ -9,16 +9,12 @@ training (torchrun) enters only through the DistContext passed in (see distribut
 
 from __future__ import annotations
 
-import argparse
 import copy
-import dataclasses
-import enum
 import json
 import math
 import os
 import tempfile
 import time
-import typing
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,124 +29,18 @@ from .diffusion import BetaSchedule, GaussianDiffusion, get_beta_schedule, parse
 from .distributed import DistContext
 from .losses import mean_flat
 from .preprocess import ModelGrid
+from .train_config import TrainConfig, TrainMode
 
 STATE_FORMAT = "m2diff-train-state-v1"
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
 EMA_FILE = "ema.pt"
 LOG_FILE = "log.jsonl"
+CONFIG_FILE = "train_config.json"
 # Validation noise has its own seed so validation losses stay comparable across runs with different seeds.
 VALIDATION_SEED = 20240607
 # Fields that define what is being trained; a resumed run must keep them.
 ARCHITECTURE_FIELDS = ("preset", "variant", "mode", "schedule", "diffusion_steps")
-
-
-class TrainMode(enum.Enum):
-    """What the network is trained to do."""
-
-    DIFFUSION = "diffusion"  # M2Diff: x0 prediction from x_t at uniform t, multi-task (+ VLB) loss
-    REGRESSION = "regression"  # baseline: direct (LD-PET, T1) -> SD-PET with MSE, x_t = 0 and t = 0
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a training run depends on; JSON round-trip; `m2diff train` flags are generated from it."""
-
-    data: list[str] = dataclasses.field(default_factory=list)  # folders holding sub-* subject folders
-    out: str = "runs/m2diff"  # run folder: log.jsonl, checkpoints/, cache/
-    val: list[str] = dataclasses.field(default_factory=list)  # folders of held-out validation subjects
-    val_subjects: list[str] = dataclasses.field(default_factory=list)  # subject names in `data` held out
-    preset: str = "small"
-    variant: str = "m2diff"
-    mode: str = "diffusion"
-    schedule: str = "linear"
-    diffusion_steps: int = 1000
-    drf: list[int] = dataclasses.field(default_factory=lambda: [100])
-    orientations: list[str] = dataclasses.field(default_factory=lambda: [o.value for o in Orientation])
-    grid_spacing_mm: float = 2.0
-    grid_size: list[int] = dataclasses.field(default_factory=lambda: list(ModelGrid().size_xyz))  # x, y, z
-    cache: str = ""  # prepared-volume cache folder; empty: <out>/cache
-    cache_dtype: str = "float32"
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    # IDDPM uses 0.9999 over ~10^6 steps; CPU-length runs of 10^3-10^4 steps need a shorter memory.
-    ema_rate: float = 0.999
-    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
-    t1_dropout: float = 0.3
-    flip: bool = True
-    steps: int = 10000
-    log_interval: int = 50
-    val_interval: int = 500  # 0 disables validation
-    checkpoint_interval: int = 1000
-    val_timesteps: list[int] = dataclasses.field(default_factory=lambda: [50, 250, 500, 750, 950])
-    val_batches: int = 16
-    seed: int = 0
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        parse_enum(TrainMode, self.mode, "mode")
-        parse_enum(BetaSchedule, self.schedule, "schedule")
-        parse_enum(CacheDtype, self.cache_dtype, "cache_dtype")
-        for orientation in self.orientations:
-            parse_enum(Orientation, orientation, "orientations")
-        for name in ("batch_size", "steps", "log_interval", "checkpoint_interval", "diffusion_steps", "val_batches"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("val_interval", "threads", "weight_decay", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0.0 <= self.ema_rate < 1.0:
-            raise ValueError(f"ema_rate must be in [0, 1), got {self.ema_rate}")
-        if not 0.0 <= self.t1_dropout <= 1.0:
-            raise ValueError(f"t1_dropout must be in [0, 1], got {self.t1_dropout}")
-        if any(not 0 <= t < self.diffusion_steps for t in self.val_timesteps):
-            raise ValueError(f"val_timesteps must lie in [0, {self.diffusion_steps}), got {self.val_timesteps}")
-
-    @property
-    def grid(self) -> ModelGrid:
-        return ModelGrid(spacing_mm=self.grid_spacing_mm, size_xyz=tuple(self.grid_size))
-
-    @property
-    def cache_dir(self) -> Path:
-        return Path(self.cache) if self.cache else Path(self.out) / "cache"
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
-        """Inverse of to_json; unknown keys raise ValueError."""
-        data = json.loads(text)
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
-        return cls(**data)
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
-    """One `--flag` per TrainConfig field (lists take several values, booleans get --no-flag)."""
-    defaults = defaults or TrainConfig()
-    hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        kind = hints[field.name]
-        if kind is bool:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default)
-        elif typing.get_origin(kind) is list:
-            (item,) = typing.get_args(kind)
-            parser.add_argument(flag, dest=field.name, type=item, nargs="*", default=default, metavar=item.__name__.upper())
-        else:
-            parser.add_argument(flag, dest=field.name, type=kind, default=default, help=f"default: {default}")
-
-
-def config_from_arguments(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig held by parsed arguments (see add_config_arguments)."""
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
 
 
 LossFn = Callable[[torch.nn.Module, torch.Tensor, dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]]
@@ -214,12 +104,17 @@ class Trainer:
         self.config = config
         self.context = context or DistContext()
         self.mode = TrainMode(config.mode)
+        schedule = parse_enum(BetaSchedule, config.schedule, "schedule")
+        self.cache_dtype = parse_enum(CacheDtype, config.cache_dtype, "cache_dtype")
+        self.orientations = [parse_enum(Orientation, o, "orientations") for o in config.orientations]
+        self.grid = ModelGrid(spacing_mm=config.grid_spacing_mm, size_xyz=tuple(config.grid_size))
         self.out = Path(config.out)
         self.checkpoints = self.out / "checkpoints"
         if config.threads:
             torch.set_num_threads(config.threads)
         if self.context.is_main:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
+            (self.out / CONFIG_FILE).write_text(json.dumps(json.loads(config.to_json()), indent=2) + "\n")
 
         self.train_set, self.val_set = self._datasets()
         self.model_config: ModelConfig = model_config(config.preset, config.variant)
@@ -228,7 +123,7 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.network = self.context.wrap(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        betas = get_beta_schedule(config.schedule, config.diffusion_steps)
+        betas = get_beta_schedule(schedule, config.diffusion_steps)
         self.diffusion = GaussianDiffusion(betas, variance=self.model_config.variance.value)
         if self.mode == TrainMode.DIFFUSION:
             self.loss_fn: LossFn = diffusion_loss(self.diffusion)
@@ -269,8 +164,7 @@ class Trainer:
 
         def build(dirs):
             return SliceDataset.from_folders(
-                dirs, config.drf, config.grid, config.cache_dir, CacheDtype(config.cache_dtype),
-                orientations=config.orientations,
+                dirs, config.drf, self.grid, config.cache_dir, self.cache_dtype, orientations=self.orientations,
             )
 
         # The main rank fills the cache first so the other ranks read it instead of resampling the same volumes.
@@ -332,30 +226,38 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """EMA model's mean loss on the fixed validation batches, with and without T1, at fixed t and noise."""
+        """The EMA model on the fixed validation batches at fixed timesteps and noise (comparable across time).
+
+        Returns {"val_loss": the training objective with T1, "val_mse": MSE of the final x0 estimate to the
+        SD-PET with T1, "val_mse_mri_free": the same without T1}, each a mean over samples and timesteps.
+        """
         if self.val_set is None:
             raise ValueError("no validation subjects: set val or val_subjects")
         self.ema.eval()
         timesteps = self.config.val_timesteps if self.mode == TrainMode.DIFFUSION else [0]
-        sums = [0.0, 0.0, 0.0]  # loss with T1, loss MRI-free, samples
+        sums = [0.0, 0.0, 0.0, 0.0]  # loss, mse, mse MRI-free, samples
         for b, refs in enumerate(self._validation_batches):
             target, cond = _to_device(self.val_set.collate(refs), self.context.device)
             mri_free = dict(cond, t1_present=torch.zeros_like(cond["t1_present"]))
+            batch_index = b * self.context.world_size + self.context.rank  # index in the unsharded list
             for t_value in timesteps:
-                generator = torch.Generator().manual_seed(VALIDATION_SEED + 1000 * (b * self.context.world_size + self.context.rank) + t_value)
-                for slot, c in ((0, cond), (1, mri_free)):
-                    generator_state = generator.get_state()
-                    if self.mode == TrainMode.DIFFUSION:
-                        t = torch.full((target.shape[0],), t_value, dtype=torch.long, device=target.device)
-                        noise = torch.randn(target.shape, generator=generator).to(target.device)
-                        losses = self.diffusion.training_losses(self.ema, target, t, c, noise=noise)
-                    else:
-                        losses = regression_loss(self.ema, target, c, generator)
-                    generator.set_state(generator_state)  # the same noise with and without T1
-                    sums[slot] += float(losses["loss"].sum())
-                sums[2] += target.shape[0]
-        total_loss, total_free, count = self.context.sum(sums)
-        return {"val_loss": total_loss / count, "val_loss_mri_free": total_free / count}
+                generator = torch.Generator().manual_seed(VALIDATION_SEED + 1000 * batch_index + t_value)
+                t = torch.full((target.shape[0],), t_value, dtype=torch.long, device=target.device)
+                noise = torch.randn(target.shape, generator=generator).to(target.device)
+                if self.mode == TrainMode.DIFFUSION:
+                    sums[0] += float(self.diffusion.training_losses(self.ema, target, t, cond, noise=noise)["loss"].sum())
+                    x_t = self.diffusion.q_sample(target, t, noise=noise)
+                elif self.mode == TrainMode.REGRESSION:
+                    sums[0] += float(regression_loss(self.ema, target, cond, generator)["loss"].sum())
+                    x_t = torch.zeros_like(target)
+                else:
+                    raise NotImplementedError(self.mode)
+                for slot, c in ((1, cond), (2, mri_free)):
+                    x0 = self.ema(x_t, t, c["ld_pet"], c["t1"], c["t1_present"])["x0"]
+                    sums[slot] += float(mean_flat((x0 - target) ** 2).sum())
+                sums[3] += target.shape[0]
+        loss, mse, mse_free, count = self.context.sum(sums)
+        return {"val_loss": loss / count, "val_mse": mse / count, "val_mse_mri_free": mse_free / count}
 
     # ---- state -------------------------------------------------------------------------------------------------
 
@@ -411,21 +313,21 @@ class Trainer:
         """Train until `config.steps`; yield {"step", "steps", "loss", "log" (the logged record or None)} per step."""
         config = self.config
         window: dict[str, list[float]] = {}
-        window_start = time.perf_counter()
+        window_s = 0.0  # training time in the current log window (validation and checkpoints excluded)
         while self.step < config.steps:
             started = time.perf_counter()
             terms = self.train_step()
+            window_s += time.perf_counter() - started
             self.elapsed_s += time.perf_counter() - started
             for key, value in terms.items():
                 window.setdefault(key, []).append(value)
             record: dict[str, Any] | None = None
             last = self.step == config.steps
             if self.step % config.log_interval == 0 or last:
-                seconds = time.perf_counter() - window_start
                 record = {"step": self.step, **self.context.mean({k: float(np.mean(v)) for k, v in window.items()})}
-                record.update(lr=self.optimizer.param_groups[0]["lr"], step_s=seconds / len(window["loss"]),
+                record.update(lr=self.optimizer.param_groups[0]["lr"], step_s=window_s / len(window["loss"]),
                               elapsed_s=self.elapsed_s)
-                window, window_start = {}, time.perf_counter()
+                window, window_s = {}, 0.0
             validation = None
             if self.val_set is not None and config.val_interval and (self.step % config.val_interval == 0 or last):
                 validation = self.validate()

@@ -1,0 +1,122 @@
+"""TrainConfig: the one typed description of a training run (JSON round-trip; `m2diff train` flags come from it).
+
+Kept free of torch and SimpleITK imports so that building the `m2diff` parser stays fast; choices whose enums live
+in heavy modules (schedule, orientations, cache_dtype) are checked when the Trainer starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import json
+import typing
+from pathlib import Path
+
+DEFAULT_GRID_SIZE_XYZ = [96, 112, 96]  # preprocess.ModelGrid's default (x, y, z)
+
+
+class TrainMode(enum.Enum):
+    """What the network is trained to do."""
+
+    DIFFUSION = "diffusion"  # M2Diff: x0 prediction from x_t at uniform t, multi-task (+ VLB) loss
+    REGRESSION = "regression"  # baseline: direct (LD-PET, T1) -> SD-PET with MSE, x_t = 0 and t = 0
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run depends on; JSON round-trip; `m2diff train` flags are generated from it."""
+
+    data: list[str] = dataclasses.field(default_factory=list)  # folders holding sub-* subject folders
+    out: str = "runs/m2diff"  # run folder: log.jsonl, checkpoints/, cache/
+    val: list[str] = dataclasses.field(default_factory=list)  # folders of held-out validation subjects
+    val_subjects: list[str] = dataclasses.field(default_factory=list)  # subject names in `data` held out
+    preset: str = "small"
+    variant: str = "m2diff"
+    mode: str = "diffusion"
+    schedule: str = "linear"
+    diffusion_steps: int = 1000
+    drf: list[int] = dataclasses.field(default_factory=lambda: [100])
+    orientations: list[str] = dataclasses.field(default_factory=lambda: ["axial", "coronal", "sagittal"])
+    grid_spacing_mm: float = 2.0
+    grid_size: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_GRID_SIZE_XYZ))  # x, y, z
+    cache: str = ""  # prepared-volume cache folder; empty: <out>/cache
+    cache_dtype: str = "float32"
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    # IDDPM uses 0.9999 over ~10^6 steps; CPU-length runs of 10^3-10^4 steps need a shorter memory.
+    ema_rate: float = 0.999
+    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    t1_dropout: float = 0.3
+    flip: bool = True
+    steps: int = 10000
+    log_interval: int = 50
+    val_interval: int = 500  # 0 disables validation
+    checkpoint_interval: int = 1000
+    val_timesteps: list[int] = dataclasses.field(default_factory=lambda: [50, 250, 500, 750, 950])
+    val_batches: int = 16
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.mode not in {m.value for m in TrainMode}:
+            choices = ", ".join(repr(m.value) for m in TrainMode)
+            raise ValueError(f"mode must be one of {choices}, got {self.mode!r}")
+        for name in ("batch_size", "steps", "log_interval", "checkpoint_interval", "diffusion_steps", "val_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("val_interval", "threads", "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.ema_rate < 1.0:
+            raise ValueError(f"ema_rate must be in [0, 1), got {self.ema_rate}")
+        if not 0.0 <= self.t1_dropout <= 1.0:
+            raise ValueError(f"t1_dropout must be in [0, 1], got {self.t1_dropout}")
+        if any(not 0 <= t < self.diffusion_steps for t in self.val_timesteps):
+            raise ValueError(f"val_timesteps must lie in [0, {self.diffusion_steps}), got {self.val_timesteps}")
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where prepared volumes are cached."""
+        return Path(self.cache) if self.cache else Path(self.out) / "cache"
+
+    def to_json(self) -> str:
+        """JSON text of every field."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        """Inverse of to_json; unknown keys raise ValueError."""
+        data = json.loads(text)
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
+    """One `--flag` per TrainConfig field (lists take several values, booleans get --no-flag)."""
+    defaults = defaults or TrainConfig()
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        kind = hints[field.name]
+        if kind is bool:
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default)
+        elif typing.get_origin(kind) is list:
+            (item,) = typing.get_args(kind)
+            parser.add_argument(flag, dest=field.name, type=item, nargs="*", default=default, metavar=item.__name__.upper())
+        else:
+            parser.add_argument(flag, dest=field.name, type=kind, default=default, help=f"default: {default}")
+
+
+def config_from_arguments(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig held by parsed arguments (see add_config_arguments)."""
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
