@@ -24,11 +24,19 @@ def space_timesteps(num_timesteps: int, section_counts: str | Sequence[int]) -> 
 
     :param num_timesteps: length of the original process (T).
     :param section_counts: "10" (10 evenly spaced steps), "5,5,5" (the process cut into equal sections with that
-        many steps each), "ddim10" (DDIM's integer stride giving exactly 10 steps), or a sequence of counts.
-    :return: set of kept timesteps in [0, num_timesteps); 0 is always kept.
+        many steps each), "ddim10" (DDIM's integer stride giving exactly 10 steps), "trailing10" (10 steps ending
+        at T - 1, Lin et al. 2024, table 2: the first step then sees pure noise, which few-step sampling of an
+        x0-predicting model needs; "ddim1" or "1" would query the model at t = 0 with pure noise), or a sequence
+        of counts.
+    :return: set of kept timesteps in [0, num_timesteps); 0 is kept except by "trailing".
     """
     if isinstance(section_counts, str):
         text = section_counts.strip()
+        if text.startswith("trailing"):
+            desired = _parse_count(text[len("trailing"):], section_counts)
+            if not 1 <= desired <= num_timesteps:
+                raise ValueError(f"section_counts={section_counts!r}: need 1 to {num_timesteps} steps")
+            return {round(num_timesteps - k * num_timesteps / desired) - 1 for k in range(desired)}
         if text.startswith("ddim"):
             desired = _parse_count(text[len("ddim"):], section_counts)
             for stride in range(1, num_timesteps + 1):

@@ -31,7 +31,7 @@ def _oracle_case():
     return x0, x_T, cond
 
 
-@pytest.mark.parametrize("respacing", [None, "ddim10"])
+@pytest.mark.parametrize("respacing", [None, "ddim10", "trailing5"])
 def test_ddim_eta0_with_an_oracle_follows_the_deterministic_path_and_lands_on_x0(respacing):
     """With the true x0, eta = 0 keeps eps = (x_T - sqrt(ab_T) x0) / sqrt(1 - ab_T) fixed, so every state is
     sqrt(ab_s) x0 + sqrt(1 - ab_s) eps (DDIM eq. 12 with sigma = 0); over all T = 1000 steps when respacing is None."""
@@ -47,6 +47,27 @@ def test_ddim_eta0_with_an_oracle_follows_the_deterministic_path_and_lands_on_x0
         assert torch.allclose(s["x_t"], expected, atol=1e-9), s["step"]
     assert torch.allclose(steps[-1]["x_t"], x0, atol=1e-12)
     assert torch.equal(steps[-1]["x0"], x0)
+
+
+class RecordingOracle(OracleModel):
+    def __init__(self, x0):
+        super().__init__(x0)
+        self.timesteps = []
+
+    def __call__(self, x_t, t, *args):
+        self.timesteps.append(int(t[0]))
+        return super().__call__(x_t, t, *args)
+
+
+def test_trailing_respacing_queries_the_model_from_pure_noise_down():
+    """One trailing step asks the model at t = T - 1 (pure noise), never at t = 0 with pure noise."""
+    x0, x_T, cond = _oracle_case()
+    for steps, expected in ((1, [999]), (4, [999, 749, 499, 249])):
+        oracle = RecordingOracle(x0)
+        diffusion = create_diffusion(variance="fixed_large", respacing=f"trailing{steps}")
+        final = sample(diffusion, diffusion.wrap_model(oracle), SHAPE, cond, method="ddim", x_T=x_T)
+        assert oracle.timesteps == expected
+        assert torch.equal(final, x0)
 
 
 def test_ancestral_sampling_with_an_oracle_ends_exactly_on_x0():
