@@ -40,6 +40,8 @@ def writeRoiLabelmap(roiNode, referenceVolume, path: str) -> dict[int, str]:
             segmentIds.InsertNextValue(segmentId)
             names[index + 1] = segmentation.GetSegment(segmentId).GetName()
         scene = roiNode.GetScene()
+        # The export needs its labelmap in the scene and adds a colour table too; everything it adds is removed.
+        existing = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
         labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "M2DiffRoiExport")
         try:
             if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
@@ -48,7 +50,10 @@ def writeRoiLabelmap(roiNode, referenceVolume, path: str) -> dict[int, str]:
                 raise ValueError(f"Could not export segmentation '{roiNode.GetName()}' to a labelmap")
             writeVolume(labelmap, path)
         finally:
-            _removeWithStorageAndDisplay(scene, labelmap)
+            added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())
+                     if scene.GetNthNode(i).GetID() not in existing]
+            for node in added:
+                scene.RemoveNode(node)
         return names
     if roiNode.IsA("vtkMRMLLabelMapVolumeNode"):
         writeVolume(roiNode, path)
@@ -66,14 +71,6 @@ def _labelNamesFromColors(labelmapNode) -> dict[int, str]:
         for value in range(1, colorNode.GetNumberOfColors())
         if colorNode.GetColorName(value)
     }
-
-
-def _removeWithStorageAndDisplay(scene, node) -> None:
-    for index in range(node.GetNumberOfDisplayNodes()):
-        scene.RemoveNode(node.GetNthDisplayNode(index))
-    if node.GetStorageNode():
-        scene.RemoveNode(node.GetStorageNode())
-    scene.RemoveNode(node)
 
 
 def readTransformFromParentRAS(path: str) -> vtk.vtkMatrix4x4:

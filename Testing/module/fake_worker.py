@@ -5,7 +5,7 @@ error event, a crash without one, and a long run with a grandchild process (to t
 tree). Its "ok" mode writes outputs with known values: enhanced = 1.5 x input on the input grid, a fixed rigid
 transform, and ROI statistics computed from the labelmap so tests can compare the table with exact numbers.
 
-    python fake_worker.py --mode ok|fail|crash|slow [--pid-file F] --job job.json
+    python fake_worker.py --mode ok|fail|crash|slow [--pid-file F] [--keep-json F] --job job.json
 """
 
 import argparse
@@ -41,7 +41,7 @@ def roiRows(pet: np.ndarray, enhanced: np.ndarray, labels: np.ndarray, voxelMl: 
     return rows
 
 
-def runOk(job: dict) -> None:
+def runOk(job: dict, keepJson: str | None) -> None:
     emit(event="start", torch="0.0-fake", cuda_build=None, device="cpu", device_name="fake CPU", memory_gb=1.0,
          arch_ok=True)
     pet = sitk.ReadImage(job["pet"], sitk.sitkFloat32)
@@ -65,6 +65,9 @@ def runOk(job: dict) -> None:
         with open(job["roi_json"], "w") as stream:
             json.dump({"reference_region": "whole ROI", "images": ["input", "enhanced"], "rows": rows}, stream)
         outputs["roi_json"] = job["roi_json"]
+        if keepJson:
+            with open(keepJson, "w") as stream:
+                json.dump({"job": job, "rows": rows}, stream)
     emit(event="warning", message="fake worker: no model was run")
     emit(event="result", outputs=outputs, registration={"metric": -0.5, "iterations": 10}, elapsed_s=0.1)
 
@@ -86,13 +89,14 @@ def runSlow(job: dict, pidFile: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=["ok", "fail", "crash", "slow"], required=True)
-    parser.add_argument("--pid-file")
+    parser.add_argument("--pid-file", help="slow mode: where to write the worker and grandchild pids")
+    parser.add_argument("--keep-json", help="ok mode: copy of the job and ROI rows, kept after the temp dir goes")
     parser.add_argument("--job", required=True)
     args = parser.parse_args()
     with open(args.job) as stream:
         job = json.load(stream)
     if args.mode == "ok":
-        runOk(job)
+        runOk(job, args.keep_json)
         return 0
     if args.mode == "fail":
         emit(event="start", torch="0.0-fake", cuda_build=None, device="cpu", device_name="fake CPU", memory_gb=1.0,

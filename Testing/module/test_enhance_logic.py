@@ -1,0 +1,228 @@
+"""M2DiffModuleLogic on real MRML with the fake worker at the process seam (exact, known outputs)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicer
+import vtk
+
+import fake_worker
+from conftest import sceneSnapshot
+from M2DiffModule import M2DiffModuleLogic
+from M2DiffModuleLib import ComparisonLayout, RoiTable, SelfTestData
+from M2DiffModuleLib.EnhanceLogic import CancelledError, EnhanceSettings, WorkerError
+
+
+def runOk(subject, fakeWorker, tmp_path, **kwargs):
+    keep = str(tmp_path / "kept.json")
+    logic = M2DiffModuleLogic(workerCommand=fakeWorker("ok", "--keep-json", keep))
+    result = logic.process(subject.ldPet, subject.t1, subject.roi, **kwargs)
+    with open(keep) as stream:
+        return result, json.load(stream)
+
+
+def test_output_is_on_the_input_grid_with_the_worker_values_and_suv_quantity_and_units(subject, fakeWorker, tmp_path):
+    result, _ = runOk(subject, fakeWorker, tmp_path)
+    output, ldPet = result.outputVolume, subject.ldPet
+    inputMatrix, outputMatrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    ldPet.GetIJKToRASMatrix(inputMatrix)
+    output.GetIJKToRASMatrix(outputMatrix)
+    assert [outputMatrix.GetElement(i, j) for i in range(4) for j in range(4)] == pytest.approx(
+        [inputMatrix.GetElement(i, j) for i in range(4) for j in range(4)], abs=1e-6)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(output),
+                               fake_worker.ENHANCE_FACTOR * slicer.util.arrayFromVolume(ldPet), rtol=1e-6)
+    assert output.GetVoxelValueQuantity().GetAsString() == ldPet.GetVoxelValueQuantity().GetAsString()
+    assert output.GetVoxelValueUnits().GetCodeValue() == "{SUVbw}g/ml"
+    assert output.GetDisplayNode().GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-Heat"
+
+
+def test_results_are_placed_in_the_input_study(subject, fakeWorker, tmp_path):
+    result, _ = runOk(subject, fakeWorker, tmp_path)
+    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+    for node in (result.outputVolume, result.transformNode, result.tableNode, result.chartNode):
+        assert shNode.GetItemParent(shNode.GetItemByDataNode(node)) == subject.studyItem, node.GetName()
+
+
+def test_registration_transform_maps_points_as_the_itk_transform_does_in_ras(subject, fakeWorker, tmp_path):
+    result, _ = runOk(subject, fakeWorker, tmp_path)
+    itk = sitk.Euler3DTransform(fake_worker.TRANSFORM["center"], *fake_worker.TRANSFORM["angles"],
+                                fake_worker.TRANSFORM["translation"])
+    fromParent = vtk.vtkMatrix4x4()
+    result.transformNode.GetMatrixTransformFromParent(fromParent)
+    flip = np.array([-1.0, -1.0, 1.0])
+    for petRas in ([0.0, 0.0, 0.0], [30.0, -20.0, 10.0], [-50.0, 40.0, 25.0]):
+        expectedT1Ras = flip * np.array(itk.TransformPoint(tuple(flip * petRas)))
+        assert fromParent.MultiplyPoint([*petRas, 1.0])[:3] == pytest.approx(expectedT1Ras, abs=1e-6)
+    assert subject.t1.GetTransformNodeID() == result.transformNode.GetID()
+
+
+def test_roi_table_has_segment_statistics_columns_with_the_worker_numbers(subject, fakeWorker, tmp_path):
+    result, kept = runOk(subject, fakeWorker, tmp_path)
+    table = result.tableNode
+    names = [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())]
+    assert names[:4] == ["Segment", "label", "voxels", "volume"]
+    assert table.GetTable().GetColumnByName("voxels").GetDataTypeAsString() in ("long", "long long", "idtype")
+    assert table.GetColumnUnitLabel("input.mean") == "{SUVbw}g/ml"
+    assert table.GetColumnUnitLabel("change.mean") == "%"
+    assert table.GetColumnTitle("enhanced.suvr") == "Enhanced suvr"
+    rows = kept["rows"]
+    assert table.GetNumberOfRows() == len(rows) == 2
+    for rowIndex, row in enumerate(rows):
+        assert table.GetCellText(rowIndex, 0) == SelfTestData.SEGMENT_NAMES[row["label"]]
+        assert table.GetTable().GetValueByName(rowIndex, "voxels").ToInt() == row["voxels"]
+        for image in ("input", "enhanced"):
+            for key in ("mean", "std", "max", "peak", "suvr"):
+                value = table.GetTable().GetValueByName(rowIndex, RoiTable.columnName(image, key)).ToDouble()
+                assert value == pytest.approx(row[image][key], rel=1e-12)
+        assert table.GetTable().GetValueByName(rowIndex, "change.mean").ToDouble() == pytest.approx(
+            row["change_pct"]["mean"], rel=1e-12)
+    assert result.chartNode.GetNumberOfPlotSeriesNodes() == 2
+
+
+def test_comparison_layout_shows_ld_enhanced_and_t1_in_linked_views(subject, fakeWorker, tmp_path):
+    result, _ = runOk(subject, fakeWorker, tmp_path)
+    scene = slicer.mrmlScene
+    layoutNode = scene.GetSingletonNode("vtkMRMLLayoutNode", "vtkMRMLLayoutNode")
+    assert layoutNode.GetViewArrangement() == ComparisonLayout.COMPARISON_LAYOUT_ID
+    composites = [ComparisonLayout.compositeNodeByLayoutName(scene, name) for name in ("Red", "Yellow", "Green")]
+    assert [c.GetBackgroundVolumeID() for c in composites] == [
+        subject.ldPet.GetID(), result.outputVolume.GetID(), subject.t1.GetID()]
+    assert all(c.GetLinkedControl() for c in composites)
+
+
+def test_uncertainty_output_adds_a_fourth_linked_view(subject, fakeWorker, tmp_path):
+    result, _ = runOk(subject, fakeWorker, tmp_path, uncertainty=True)
+    scene = slicer.mrmlScene
+    layoutNode = scene.GetSingletonNode("vtkMRMLLayoutNode", "vtkMRMLLayoutNode")
+    assert layoutNode.GetViewArrangement() == ComparisonLayout.COMPARISON_WITH_UNCERTAINTY_LAYOUT_ID
+    slice4 = ComparisonLayout.compositeNodeByLayoutName(scene, "Slice4")
+    assert slice4.GetBackgroundVolumeID() == result.uncertaintyVolume.GetID()
+
+
+def test_mri_free_run_adds_no_transform_and_sends_no_t1(subject, fakeWorker, tmp_path):
+    keep = str(tmp_path / "kept.json")
+    transformsBefore = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLLinearTransformNode")
+    logic = M2DiffModuleLogic(workerCommand=fakeWorker("ok", "--keep-json", keep))
+    result = logic.process(subject.ldPet, None, subject.roi)
+    with open(keep) as stream:
+        job = json.load(stream)["job"]
+    assert job["t1"] is None and job["transform_output"] is None
+    assert result.transformNode is None
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLLinearTransformNode") == transformsBefore
+
+
+def test_existing_output_volume_is_filled_in_place(subject, fakeWorker, tmp_path):
+    output = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "chosen output")
+    result, _ = runOk(subject, fakeWorker, tmp_path, output=output)
+    assert result.outputVolume is output
+    assert output.GetImageData().GetDimensions() == subject.ldPet.GetImageData().GetDimensions()
+
+
+def test_job_file_carries_the_settings(subject, fakeWorker, tmp_path):
+    from M2DiffModuleLib.EnhanceLogic import Device, Orientations
+
+    _, kept = runOk(subject, fakeWorker, tmp_path, steps=7, device=Device.CPU, orientations=Orientations.AXIAL,
+                    seed=3)
+    job = kept["job"]
+    assert (job["steps"], job["device"], job["orientations"], job["seed"]) == (7, "cpu", ["axial"], 3)
+    assert job["weights"] is None and job["uncertainty_output"] is None
+
+
+def test_worker_error_raises_its_message_and_leaves_the_scene_unchanged(subject, fakeWorker):
+    before = sceneSnapshot(slicer.mrmlScene)
+    petBefore = slicer.util.arrayFromVolume(subject.ldPet).copy()
+    logic = M2DiffModuleLogic(workerCommand=fakeWorker("fail"))
+    with pytest.raises(WorkerError, match="PET volume is empty") as caught:
+        logic.process(subject.ldPet, subject.t1, subject.roi)
+    assert (caught.value.errorType, caught.value.exitCode) == ("BadInputError", 2)
+    assert sceneSnapshot(slicer.mrmlScene) == before
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(subject.ldPet), petBefore)
+
+
+def test_worker_crash_without_error_event_reports_exit_code_and_stderr(subject, fakeWorker):
+    before = sceneSnapshot(slicer.mrmlScene)
+    logic = M2DiffModuleLogic(workerCommand=fakeWorker("crash"))
+    with pytest.raises(WorkerError, match="exit code 139(.|\n)*Segmentation fault in fake worker"):
+        logic.process(subject.ldPet, subject.t1)
+    assert sceneSnapshot(slicer.mrmlScene) == before
+
+
+def test_non_blocking_run_reports_progress_through_the_timer_then_finishes(subject, fakeWorker, manualTimer):
+    logic = M2DiffModuleLogic(workerCommand=fakeWorker("ok"), timerFactory=lambda: manualTimer)
+    job = logic.process(subject.ldPet, subject.t1, waitForCompletion=False)
+    progress, finished = [], []
+    job.progress.connect(lambda fraction, message: progress.append(fraction))
+    job.finished.connect(lambda result, error: finished.append((result, error)))
+    assert manualTimer.active and not finished
+    for _ in range(600):
+        manualTimer.tick()
+        if finished:
+            break
+        job.process._threads[0].join(0.01)
+    assert len(finished) == 1 and finished[0][1] is None
+    assert progress[:3] == [0.25, 0.5, 0.75] and progress[-1] == 1.0
+    assert not manualTimer.active
+    assert not os.path.exists(job.tempDir)
+
+
+def processAlive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) no longer runs.
+    with open(f"/proc/{pid}/stat") as stream:
+        return stream.read().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="checks process liveness through /proc (Linux)")
+def test_cancel_mid_run_kills_the_worker_tree_and_adds_no_node(subject, fakeWorker, manualTimer, tmp_path):
+    pidFile = tmp_path / "pids.json"
+    before = sceneSnapshot(slicer.mrmlScene)
+    logic = M2DiffModuleLogic(workerCommand=fakeWorker("slow", "--pid-file", str(pidFile)),
+                              timerFactory=lambda: manualTimer)
+    job = logic.process(subject.ldPet, subject.t1, subject.roi, waitForCompletion=False)
+    progress, finished = [], []
+    job.progress.connect(lambda fraction, message: progress.append(fraction))
+    job.finished.connect(lambda result, error: finished.append(error))
+    for _ in range(500):
+        manualTimer.tick()
+        if len(progress) >= 3 and pidFile.exists():
+            break
+        job.process._threads[0].join(0.01)
+    assert len(progress) >= 3 and not finished
+    pids = json.loads(pidFile.read_text())
+    assert processAlive(pids["worker"]) and processAlive(pids["grandchild"])
+
+    job.cancel()
+
+    assert len(finished) == 1 and isinstance(finished[0], CancelledError)
+    assert not processAlive(pids["worker"])
+    for _ in range(100):  # the grandchild is re-parented to init, which reaps it shortly after the kill
+        if not processAlive(pids["grandchild"]):
+            break
+        job.process._threads[0].join(0.02)
+    assert not processAlive(pids["grandchild"])
+    assert not os.path.exists(job.tempDir)
+    assert sceneSnapshot(slicer.mrmlScene) == before
+
+
+@pytest.mark.parametrize("argument", ["ldPet", "t1", "roi", "output"])
+def test_unusable_input_node_raises_value_error_naming_it(subject, fakeWorker, argument):
+    labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "not a PET")
+    table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "not an ROI")
+    inputs = {"ldPet": subject.ldPet, "t1": subject.t1, "roi": subject.roi, "output": None}
+    inputs[argument] = {"ldPet": labelmap, "t1": table, "roi": table, "output": subject.ldPet}[argument]
+    logic = M2DiffModuleLogic(workerCommand=fakeWorker("ok"))
+    with pytest.raises(ValueError, match=argument):
+        logic.process(**inputs)
+
+
+@pytest.mark.parametrize("field,value", [("steps", 0), ("batchSize", 0), ("weights", "/no/such/model.pt"),
+                                         ("device", "cuda"), ("orientations", "axial")])
+def test_invalid_settings_raise_value_error_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        EnhanceSettings(**{field: value})
