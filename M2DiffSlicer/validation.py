@@ -1,6 +1,7 @@
 """Input checks that fail early with a message naming the file and the problem; inputs are never modified.
 
-Entry point: `validate_inputs(pet, t1, outputs)` returns warnings and raises BadInputError (or OutOfMemoryError
+Entry points: `check_file_header(path)` before reading a file (4D / huge files fail without loading), then
+`validate_inputs(pet, t1, outputs)`, which returns warnings and raises BadInputError (or OutOfMemoryError
 for a job that cannot fit in memory). `nonnegative_copy` is the one place PET negatives are clipped, on a copy.
 """
 
@@ -58,19 +59,51 @@ def validate_inputs(pet: sitk.Image, t1: Optional[sitk.Image], outputs: Iterable
     return warnings
 
 
+def check_file_header(path: str | os.PathLike, name: Optional[str] = None,
+                      available_bytes: Optional[int] = None) -> None:
+    """Check a volume file's header before reading its voxels: 3D scalar, sane spacing, fits in memory.
+
+    Catches a 4D or huge file without loading it. DICOM folders are skipped (their checks run after reading).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        raise BadInputError(f"{name or path}: cannot read the image header ({str(error).splitlines()[0]})") from error
+    size = reader.GetSize()
+    check_geometry_values(name or str(path), reader.GetDimension(), size, reader.GetSpacing(),
+                          reader.GetNumberOfComponents())
+    needed = int(np.prod(size)) * max(BYTES_PER_PET_VOXEL, BYTES_PER_T1_VOXEL)
+    budget = available_memory_bytes() if available_bytes is None else available_bytes
+    if needed > budget:
+        raise OutOfMemoryError(f"{name or path}: size {size} needs about {needed / 2**30:.1f} GiB of working "
+                               f"memory but only {budget / 2**30:.1f} GiB is available; crop or resample it")
+
+
 def check_geometry(image: sitk.Image, name: str) -> None:
     """Raise BadInputError unless `image` is a scalar 3D volume with sensible voxel spacing."""
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise BadInputError(f"{name}: has {image.GetNumberOfComponentsPerPixel()} components per voxel (a vector "
-                            "or RGB image); a single-valued 3D volume is needed")
-    size = image.GetSize()
-    if image.GetDimension() == 4:
+    check_geometry_values(name, image.GetDimension(), image.GetSize(), image.GetSpacing(),
+                          image.GetNumberOfComponentsPerPixel())
+
+
+def check_geometry_values(name: str, dimension: int, size: Sequence[int], spacing_mm: Sequence[float],
+                          components: int) -> None:
+    """`check_geometry` on header values (so files can be checked before their voxels are read)."""
+    if components != 1:
+        raise BadInputError(f"{name}: has {components} components per voxel (a vector or RGB image); a "
+                            "single-valued 3D volume is needed")
+    size = tuple(size)
+    if dimension == 4:
         raise BadInputError(f"{name}: is 4D (size {size}, e.g. a dynamic PET); give one 3D frame or a "
                             "summed static image")
-    if image.GetDimension() != 3 or min(size) < 2:
+    if dimension != 3 or min(size) < 2:
         raise BadInputError(f"{name}: is not a 3D volume (size {size}); a 2D image or a single slice cannot be "
                             "enhanced")
-    spacing = np.array(image.GetSpacing())
+    spacing = np.array(spacing_mm)
     if spacing.min() < MIN_SPACING_MM or spacing.max() > MAX_SPACING_MM:
         raise BadInputError(f"{name}: voxel spacing {tuple(np.round(spacing, 3))} mm is outside "
                             f"[{MIN_SPACING_MM}, {MAX_SPACING_MM}] mm; check the header's units")

@@ -145,3 +145,17 @@ def test_t1_far_from_the_pet_fails_the_overlap_check(pair):
     far = sitk.TranslationTransform(3, (0.0, 0.0, 400.0))
     with pytest.raises(BadInputError, match="do not overlap"):
         validation.check_overlap(pet, t1, far)
+
+
+def test_4d_or_huge_files_are_rejected_from_the_header_alone(tmp_path):
+    frames = sitk.JoinSeries([_image(np.ones((4, 5, 6)))] * 3)
+    sitk.WriteImage(frames, str(tmp_path / "dyn.nii.gz"))
+    with pytest.raises(BadInputError, match="dyn.nii.gz: is 4D"):
+        validation.check_file_header(tmp_path / "dyn.nii.gz")
+    sitk.WriteImage(_image(np.ones((40, 50, 60))), str(tmp_path / "vol.nrrd"))
+    validation.check_file_header(tmp_path / "vol.nrrd", available_bytes=BIG_BUDGET)
+    with pytest.raises(OutOfMemoryError, match="vol.nrrd: size \\(60, 50, 40\\)"):
+        validation.check_file_header(tmp_path / "vol.nrrd", available_bytes=1000)
+    (tmp_path / "junk.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(BadInputError, match="cannot read"):
+        validation.check_file_header(tmp_path / "junk.nii.gz")
