@@ -51,6 +51,7 @@ def write_image_atomic(image: sitk.Image, path: str | os.PathLike) -> Path:
     os.close(handle)
     try:
         sitk.WriteImage(image, temp_name, useCompression=True)
+        os.chmod(temp_name, 0o644)  # mkstemp creates 0600; outputs are ordinary shareable files
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
