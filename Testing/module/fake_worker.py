@@ -65,9 +65,9 @@ def runOk(job: dict, keepJson: str | None) -> None:
         with open(job["roi_json"], "w") as stream:
             json.dump({"reference_region": "whole ROI", "images": ["input", "enhanced"], "rows": rows}, stream)
         outputs["roi_json"] = job["roi_json"]
-        if keepJson:
-            with open(keepJson, "w") as stream:
-                json.dump({"job": job, "rows": rows}, stream)
+    if keepJson:
+        with open(keepJson, "w") as stream:
+            json.dump({"job": job, "rows": rows if job.get("roi") else None}, stream)
     emit(event="warning", message="fake worker: no model was run")
     emit(event="result", outputs=outputs, registration={"metric": -0.5, "iterations": 10}, elapsed_s=0.1)
 

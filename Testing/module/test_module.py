@@ -1,0 +1,149 @@
+"""Module metadata, parameter node, sample data registration and dependency checks."""
+
+import hashlib
+import json
+import pathlib
+
+import pytest
+import slicer
+
+import M2DiffModule
+from M2DiffModule import M2DiffModuleLogic, settingsFromParameterNode
+from M2DiffModuleLib import Dependencies, SampleDataRegistration
+from M2DiffModuleLib.EnhanceLogic import Device, Orientations
+from slicer_harness.scripted_loadable_module import ModuleParent
+
+
+def test_module_metadata_is_complete_and_cites_the_paper():
+    parent = ModuleParent()
+    M2DiffModule.M2DiffModule(parent)
+    assert parent.title == "M2Diff PET Enhancement"
+    assert parent.categories and parent.contributors and all(parent.contributors)
+    assert "M2Diff" in parent.acknowledgementText and "cite" in parent.acknowledgementText
+    assert parent.helpText.strip()
+
+
+def test_sample_data_is_registered_on_startup_completed_not_at_load():
+    slicer.app.connections.pop("startupCompleted()", None)
+    M2DiffModule.M2DiffModule(ModuleParent())
+    assert slicer.app.connections["startupCompleted()"] == [M2DiffModule.registerSampleData]
+
+
+def test_parameter_node_round_trips_through_a_saved_scene(subject, tmp_path, monkeypatch):
+    logic = M2DiffModuleLogic()
+    parameterNode = logic.getParameterNode()
+    parameterNode.ldPet, parameterNode.t1, parameterNode.roi = subject.ldPet, subject.t1, subject.roi
+    parameterNode.engine.steps = 25
+    parameterNode.engine.orientations = Orientations.AXIAL
+    parameterNode.engine.device = Device.CPU
+    parameterNode.engine.seed = 7
+    parameterNode.engine.uncertainty = True
+    parameterNode.engine.modelFile = pathlib.Path(tmp_path / "model.pt")
+    ids = (subject.ldPet.GetID(), subject.t1.GetID(), subject.roi.GetID())
+    scene = slicer.mrmlScene
+    scene.SetRootDirectory(str(tmp_path))
+    scene.SetURL(str(tmp_path / "scene.mrml"))
+    assert scene.Commit()
+
+    # Load it into a fresh scene, as a new Slicer session would.
+    loaded = slicer.vtkMRMLScene()
+    loaded.SetURL(str(tmp_path / "scene.mrml"))
+    assert loaded.Connect()
+    monkeypatch.setattr(slicer, "mrmlScene", loaded)
+
+    restored = M2DiffModuleLogic().getParameterNode()
+    assert (restored.ldPet.GetID(), restored.t1.GetID(), restored.roi.GetID()) == ids
+    assert restored.outputVolume is None
+    engine = restored.engine
+    assert (engine.steps, engine.orientations, engine.device, engine.seed, engine.uncertainty) == (
+        25, Orientations.AXIAL, Device.CPU, 7, True)
+    assert engine.modelFile == pathlib.Path(tmp_path / "model.pt")
+
+
+def test_parameter_node_rejects_out_of_range_steps(scene):
+    parameterNode = M2DiffModuleLogic().getParameterNode()
+    with pytest.raises(ValueError):
+        parameterNode.engine.steps = 0
+    assert parameterNode.engine.steps == 10
+
+
+def test_apply_settings_come_from_the_parameter_node_with_empty_model_meaning_default(scene):
+    parameterNode = M2DiffModuleLogic().getParameterNode()
+    parameterNode.engine.steps = 3
+    parameterNode.engine.device = Device.GPU
+    settings = settingsFromParameterNode(parameterNode)
+    assert (settings.steps, settings.device, settings.weights) == (3, Device.GPU, None)
+
+
+def test_enhance_from_parameter_node_uses_its_nodes_and_settings(subject, fakeWorker, tmp_path):
+    keep = str(tmp_path / "kept.json")
+    logic = M2DiffModuleLogic(workerCommand=fakeWorker("ok", "--keep-json", keep))
+    parameterNode = logic.getParameterNode()
+    parameterNode.ldPet, parameterNode.t1 = subject.ldPet, subject.t1
+    parameterNode.engine.steps = 4
+    job = logic.startFromParameterNode(parameterNode)
+    assert job.error is None and job.result.transformNode is not None
+    with open(keep) as stream:
+        assert json.load(stream)["job"]["steps"] == 4
+
+
+class RecordingSampleDataLogic:
+    """Records the SampleData registration calls (the SampleData module is part of the Slicer app)."""
+
+    categories, sources = [], []
+
+    @classmethod
+    def registerCustomSampleDataCategory(cls, category, title=None):
+        cls.categories.append((category, title))
+
+    @classmethod
+    def registerCustomSampleDataSource(cls, **kwargs):
+        cls.sources.append(kwargs)
+
+
+def test_demo_subject_is_registered_with_sha256_checksums(tmp_path):
+    folder = tmp_path / "SampleData" / "sub-0001"
+    folder.mkdir(parents=True)
+    for index, (name, _) in enumerate(SampleDataRegistration.DEMO_FILES):
+        (folder / name).write_bytes(bytes([index]) * 10)
+    assert SampleDataRegistration.registerSampleData(RecordingSampleDataLogic, str(tmp_path), "M2Diff")
+    source = RecordingSampleDataLogic.sources[-1]
+    assert source["nodeNames"] == ["M2Diff demo LD-PET", "M2Diff demo T1", "M2Diff demo SD-PET"]
+    assert source["checksums"] == ["SHA256:" + hashlib.sha256(bytes([i]) * 10).hexdigest() for i in range(3)]
+    assert source["uris"][0].startswith("file://")
+
+
+def test_missing_demo_subject_registers_nothing(tmp_path):
+    before = len(RecordingSampleDataLogic.sources)
+    assert not SampleDataRegistration.registerSampleData(RecordingSampleDataLogic, str(tmp_path), "M2Diff")
+    assert len(RecordingSampleDataLogic.sources) == before
+
+
+@pytest.mark.parametrize("version,ok", [(None, False), ("2.5.1", False), ("2.6.0", True), ("2.13.0+cpu", True)])
+def test_torch_requirement_is_at_least_2_6(version, ok):
+    assert Dependencies.torchSatisfies(version) is ok
+
+
+def test_missing_pytorch_extension_asks_for_install_and_restart(monkeypatch):
+    monkeypatch.setattr(Dependencies, "installedTorchVersion", lambda: None)
+    with pytest.raises(Dependencies.InstallError, match="PyTorch extension") as caught:
+        Dependencies.ensureTorchOrRaise(askConfirmation=False)
+    assert caught.value.restartRequired
+
+
+def test_module_files_never_import_torch():
+    import ast
+    import os
+
+    from conftest import MODULE_DIR
+
+    for root, _, files in os.walk(MODULE_DIR):
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(root, name), encoding="utf-8") as stream:
+                    tree = ast.parse(stream.read())
+                imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                            for alias in node.names}
+                imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                             if isinstance(node, ast.ImportFrom) and node.module}
+                assert not imported & {"torch", "M2DiffSlicer"}, name
