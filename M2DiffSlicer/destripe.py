@@ -10,6 +10,8 @@ to each orientation's slice-stacked volume before averaging the orientations.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pywt
 
@@ -53,7 +55,7 @@ def remove_stripes(
     :param stack_axis: axis along which the slices were stacked (0, 1 or 2).
     :param plane_axis: another axis; stripes are constant along it.
     :param sigma: Gaussian notch width in Fourier index units (> 0); larger damps more.
-    :param levels: wavelet decomposition levels; None uses the most the plane size allows.
+    :param levels: wavelet decomposition levels, capped at what the plane size allows (at least 1); None: that cap.
     :param wavelet: PyWavelets wavelet name.
     :return: the filtered volume, same shape, float32.
     """
@@ -69,10 +71,12 @@ def remove_stripes(
     # Planes as the last two axes: [other, n_stack, n_plane].
     planes = np.moveaxis(np.asarray(volume, dtype=np.float32), (other, stack_axis, plane_axis), (0, 1, 2))
     max_level = pywt.dwt_max_level(min(planes.shape[1:]), wave.dec_len)
-    level = max_level if levels is None else min(levels, max_level)
-    if level < 1:
-        raise ValueError(f"planes {planes.shape[1:]} are too small for wavelet {wavelet}")
-    coeffs = pywt.wavedec2(planes, wave, mode="symmetric", level=level, axes=(-2, -1))
+    # Planes shorter than the wavelet still get one level (symmetric extension covers the boundary), so small
+    # model grids are filtered too; pywt's boundary-effect warning says nothing the caller can act on.
+    level = max(1, max_level if levels is None else min(levels, max_level))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        coeffs = pywt.wavedec2(planes, wave, mode="symmetric", level=level, axes=(-2, -1))
     filtered = [coeffs[0]]
     for horizontal, vertical, diagonal in coeffs[1:]:
         # pywt's "horizontal" band is detail along axis -2 (stack) and approximation along -1 (plane).
