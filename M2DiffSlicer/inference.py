@@ -154,12 +154,13 @@ def sampled_slice_indices(pet: np.ndarray, orientation: Orientation, skip_empty:
 
 
 def total_steps(pet: np.ndarray, options: InferenceOptions) -> int:
-    """How many progress steps `run_inference` will yield for this volume: batches x sampling steps."""
+    """How many progress steps `run_inference` will yield: batches x sampling steps, plus one destriping step
+    per orientation."""
     batches = 0
     for orientation in options.orientations:
         n = len(sampled_slice_indices(pet, orientation, options.skip_empty))
         batches += -(-n // options.batch_size)
-    return batches * options.steps
+    return batches * options.steps + len(options.orientations)
 
 
 class _RecordingModel:
@@ -202,7 +203,8 @@ def run_inference(
     :param t1: [z, y, x] float32 normalised T1 on the same grid, or None (MRI-free mode).
     :param options: InferenceOptions.
     :param device: torch device to run on.
-    :return: generator of progress dicts {"phase": "infer"|"fuse", "step", "total", "message"}; its return value
+    :return: generator of progress dicts {"phase": "infer"|"fuse", "step", "total", "message"} (one step count
+        across both phases, as they interleave: each orientation is destriped once sampled); its return value
         (StopIteration.value, or `yield from`) is the InferenceResult.
     """
     if pet.ndim != 3 or (t1 is not None and t1.shape != pet.shape):
@@ -237,8 +239,8 @@ def run_inference(
             if spread is not None and cond["t1"] is not None and recorder.last.get("x0_mri") is not None:
                 half_gap = 0.5 * (recorder.last["x0_pet"] - recorder.last["x0_mri"]).float().cpu().numpy()[:, 0]
                 _put(spread, orientation, batch, half_gap**2)  # variance of two values = (half their gap)^2
-        yield {"phase": "fuse", "step": len(estimates) + 1, "total": len(options.orientations),
-               "message": f"destriping {orientation.value}"}
+        done += 1
+        yield {"phase": "fuse", "step": done, "total": total, "message": f"destriping {orientation.value}"}
         if options.destripe_sigma > 0:
             stack = remove_stripes(stack, axis, _STRIPE_PLANE_AXIS[orientation], sigma=options.destripe_sigma)
         estimates[orientation] = np.clip(stack, 0.0, None)  # PET activity is never negative

@@ -42,8 +42,11 @@ ALL_ORIENTATIONS = ("axial", "coronal", "sagittal")
 OUTPUT_FIELDS = ("output", "uncertainty_output", "transform_output", "roi_csv", "roi_json", "report")
 # Share of the overall progress bar per phase (renormalised over the phases a job runs); measured proportions
 # of a CPU run of the small preset, where sampling dominates.
-PHASE_WEIGHTS = {"validate": 0.03, "register": 0.10, "prepare": 0.03, "infer": 0.74, "fuse": 0.03,
-                 "restore": 0.02, "roi": 0.04, "write": 0.01}
+# Inference interleaves sampling and destriping (each orientation is destriped once sampled), so "fuse" events
+# share the "infer" span and its step count.
+PHASE_WEIGHTS = {"validate": 0.03, "register": 0.10, "prepare": 0.03, "infer": 0.77, "restore": 0.02,
+                 "roi": 0.04, "write": 0.01}
+_SPAN_OF_PHASE = {"fuse": "infer"}
 
 
 @dataclasses.dataclass
@@ -145,8 +148,9 @@ class _Progress:
                 offset += self.weight[phase]
 
     def __call__(self, phase: str, step: int, total: int, message: str) -> dict[str, Any]:
+        span = _SPAN_OF_PHASE.get(phase, phase)
         done = min(max(step / total, 0.0), 1.0) if total else 1.0
-        fraction = self.start[phase] + self.weight[phase] * done
+        fraction = self.start[span] + self.weight[span] * done
         return {"event": "progress", "phase": phase, "step": int(step), "total": int(total),
                 "fraction": round(min(fraction, 1.0), 4), "message": message}
 
@@ -196,7 +200,7 @@ def enhance_events(job: EnhanceJob, cancel: threading.Event | None = None) -> It
     if device_warning:
         yield {"event": "warning", "message": device_warning}
     wants_roi = job.roi_csv is not None or job.roi_json is not None
-    phases = ["validate", *(["register"] if job.t1 else []), "prepare", "infer", "fuse", "restore",
+    phases = ["validate", *(["register"] if job.t1 else []), "prepare", "infer", "restore",
               *(["roi"] if wants_roi else []), "write"]
     progress = _Progress(phases)
     timings: dict[str, float] = {}
