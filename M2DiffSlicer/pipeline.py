@@ -336,9 +336,8 @@ def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple
     try:
         grid = ModelGrid(spacing_mm=float(trained.get("grid_spacing_mm", ModelGrid.spacing_mm)),
                          size_xyz=tuple(int(n) for n in trained.get("grid_size", ModelGrid.size_xyz)))
-        diffusion = create_diffusion(steps=int(trained.get("diffusion_steps", 1000)),
-                                     schedule=trained.get("schedule", "linear"), variance=config.variance,
-                                     respacing=f"ddim{options.steps}")
+        diffusion = _respaced_diffusion(int(trained.get("diffusion_steps", 1000)), trained.get("schedule", "linear"),
+                                        config.variance, options.steps)
     except ValueError as error:
         if "ddim" in str(error) or "step" in str(error):
             raise BadInputError(f"steps={options.steps} is not possible with this model: {error}") from None
@@ -348,6 +347,16 @@ def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple
     info = {"path": str(path), "sha256": expected_sha256 or file_sha256(path), "config": config.to_dict(),
             "trained_steps": meta.get("step")}
     return model, diffusion, grid, _finite(info)
+
+
+def _respaced_diffusion(diffusion_steps: int, schedule: str, variance, steps: int):
+    """DDIM's even stride when one gives exactly `steps` steps (e.g. 10 of 1000), else evenly rounded steps."""
+    try:
+        return create_diffusion(steps=diffusion_steps, schedule=schedule, variance=variance, respacing=f"ddim{steps}")
+    except ValueError as error:
+        if "stride" not in str(error):
+            raise
+        return create_diffusion(steps=diffusion_steps, schedule=schedule, variance=variance, respacing=str(steps))
 
 
 def _in_thread(work: Callable[[Callable[..., None]], T], cancel: threading.Event | None,
