@@ -317,8 +317,9 @@ class Trainer:
         while self.step < config.steps:
             started = time.perf_counter()
             terms = self.train_step()
-            window_s += time.perf_counter() - started
-            self.elapsed_s += time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            window_s += seconds
+            self.elapsed_s += seconds
             for key, value in terms.items():
                 window.setdefault(key, []).append(value)
             record: dict[str, Any] | None = None
