@@ -146,6 +146,7 @@ class AttentionBlock(nn.Module):
         n, c, *spatial = x.shape
         flat = x.reshape(n, c, -1)
         # [N, 3C, T] -> 3 x [N, heads, T, C/heads] for the fused scaled-dot-product kernel.
-        q, k, v = self.qkv(self.norm(flat)).reshape(n, 3, self.num_heads, c // self.num_heads, -1).transpose(-1, -2).unbind(1)
+        qkv = self.qkv(self.norm(flat)).reshape(n, 3, self.num_heads, c // self.num_heads, -1)
+        q, k, v = qkv.transpose(-1, -2).unbind(1)
         h = F.scaled_dot_product_attention(q, k, v).transpose(-1, -2).reshape(n, c, -1)
         return (flat + self.proj_out(h)).reshape(n, c, *spatial)

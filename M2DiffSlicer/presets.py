@@ -18,16 +18,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         norm_groups=32,
         dropout=0.2,
     ),
-    # Practical on 2 CPU cores for the 2 mm model grid (112x96, 96x96, 96x112 slices); chosen by measurement
-    # (benchmarks/ and the engine issue note): attention only at the lowest resolution.
+    # Practical on 2 CPU cores for the 2 mm model grid (112x96, 96x96, 96x112 slices), chosen by measurement:
+    # one m2diff forward of a 112x96 slice is 3.4 GFLOP (32 channels: 13.6 GFLOP), about 70 ms of one core, so
+    # ~250 slices x ~7 steps fit a minute on 2 cores; attention only at the lowest resolution (14x12 axial).
     "small": dict(
         image_size=(112, 96),
-        model_channels=32,
+        model_channels=16,
         channel_mult=(1, 2, 2, 4),
         num_res_blocks=1,
         attention_ds=(8,),
         num_heads=4,
-        norm_groups=16,
+        norm_groups=4,
         dropout=0.1,
     ),
     # For tests: builds and runs in milliseconds.

@@ -47,7 +47,8 @@ class Encoder(nn.Module):
                 ds *= 2
         middle: list[nn.Module] = [ResBlock(ch, emb_channels, ch, config.dropout, groups)]
         if attention:
-            middle += [AttentionBlock(ch, config.num_heads, groups), ResBlock(ch, emb_channels, ch, config.dropout, groups)]
+            middle.append(AttentionBlock(ch, config.num_heads, groups))
+            middle.append(ResBlock(ch, emb_channels, ch, config.dropout, groups))
         self.middle_block = TimestepEmbedSequential(*middle)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -272,5 +273,7 @@ class M2DiffNet(nn.Module):
         if t1_present is None:
             return torch.ones(n, dtype=torch.bool, device=x_t.device)
         if t1_present.shape != (n,) or t1_present.dtype != torch.bool:
-            raise ValueError(f"t1_present must be a [{n}] bool tensor, got {t1_present.dtype} {tuple(t1_present.shape)}")
+            raise ValueError(
+                f"t1_present must be a [{n}] bool tensor, got {t1_present.dtype} {tuple(t1_present.shape)}"
+            )
         return t1_present
