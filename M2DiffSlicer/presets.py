@@ -50,7 +50,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # Table IV calls the final model V6.
     "v6": {},
     # github Gnahy/M2Diff (BiTaskUNetModel): raw concat of both encoders' skips into each decoder block, fixed
-    # variance, attention only in the PET branch, sampling driven by the PET decoder.
+    # variance, attention only in the PET branch, sampling driven by the PET decoder. Paper preset: 268,986,626
+    # parameters; the released model has 268,987,523 because it also holds IDDPM's unused `out` head (+1,409) and
+    # its two decoder heads are bare convolutions without GroupNorm (-512).
     "released-code": dict(hff="concat", variance="fixed_large", attention="pet", output="pet"),
     # V1: single task, LD-PET only.
     "v1": dict(t1_input="none", num_decoders=1, hff="none", output="pet"),

@@ -138,6 +138,12 @@ def test_mismatched_condition_shape_raises_value_error():
         model(**{**batch, "t1": batch["t1"][:, :, :16]})
 
 
+def test_t1_present_that_is_not_a_bool_vector_raises_value_error():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="t1_present"):
+        model(**inputs(), t1_present=torch.tensor([1, 0, 1]))
+
+
 @pytest.mark.parametrize(
     "field, value",
     [
