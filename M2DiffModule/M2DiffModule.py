@@ -25,6 +25,7 @@ from M2DiffModuleLib.EnhanceLogic import (
     EnhanceResult,
     EnhanceSettings,
     Orientations,
+    resourcesDir,
 )
 from M2DiffModuleLib.ProcessRunner import QtTimer
 
@@ -70,8 +71,7 @@ def registerSampleData():
 
     from M2DiffModuleLib import SampleDataRegistration
 
-    resourcesDir = os.path.join(os.path.dirname(__file__), "Resources")
-    SampleDataRegistration.registerSampleData(SampleData.SampleDataLogic, resourcesDir, _("M2Diff"))
+    SampleDataRegistration.registerSampleData(SampleData.SampleDataLogic, resourcesDir(), _("M2Diff"))
 
 
 #
@@ -132,6 +132,10 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.job: EnhanceJob | None = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+
+    def resourcePath(self, filename: str) -> str:
+        # Resources/ is shared with the engine: at the repository root in a checkout, next to this file installed.
+        return os.path.join(resourcesDir(), filename)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -267,15 +271,15 @@ class M2DiffModuleLogic(ScriptedLoadableModuleLogic):
 
     def process(self, ldPet, t1=None, roi=None, output=None, steps: int = 10,
                 orientations: Orientations = Orientations.ALL, device: Device = Device.AUTO, seed: int = 0,
-                uncertainty: bool = False, weights: str | None = None, waitForCompletion: bool = True,
-                showResult: bool = True):
+                uncertainty: bool = False, weights: str | None = None, batchSize: int = 16,
+                waitForCompletion: bool = True, showResult: bool = True):
         """Enhance ``ldPet``; blocking by default, returning an ``EnhanceResult`` or raising ``WorkerError``.
 
         With ``waitForCompletion=False`` returns the running ``EnhanceJob`` (signals progress/log/finished,
         ``cancel()``), polled by a Qt timer.
         """
         settings = EnhanceSettings(steps=steps, orientations=orientations, device=device, seed=seed,
-                                   uncertainty=uncertainty, weights=weights)
+                                   uncertainty=uncertainty, weights=weights, batchSize=batchSize)
         job = self.enhanceLogic.startOrRaise(ldPet, t1, roi, output, settings, waitForCompletion, showResult)
         if not waitForCompletion:
             return job
@@ -305,8 +309,8 @@ class M2DiffModuleTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Creating a small subject and a tiny model")
         subject = SelfTestData.createSubject(slicer.mrmlScene)
         logic = M2DiffModuleLogic()
-        result = logic.process(subject.ldPet, subject.t1, subject.roi, steps=2,
-                               orientations=Orientations.AXIAL, device=Device.CPU,
+        result = logic.process(subject.ldPet, subject.t1, subject.roi, steps=1,
+                               orientations=Orientations.AXIAL, device=Device.CPU, batchSize=64,
                                weights=SelfTestData.tinyModel(subject.folder))
         self.delayDisplay("Checking output geometry, units, ROI table and layout")
         SelfTestData.checkResult(self, subject, result)

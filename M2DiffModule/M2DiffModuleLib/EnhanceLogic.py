@@ -116,13 +116,27 @@ def defaultWorkerCommand() -> list[str]:
     return [pythonSlicer, "-m", "M2DiffSlicer.worker"]
 
 
-def engineSearchPath() -> str | None:
-    """Folder holding the ``M2DiffSlicer`` package: the repository root, or the installed module's folder."""
+def _firstFolderWith(relativePath: str) -> str | None:
+    """The installed module's folder (the extension build puts everything next to M2DiffModule.py) or, in a
+    source checkout, the repository root, whichever contains ``relativePath``."""
     moduleDir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for candidate in (moduleDir, os.path.dirname(moduleDir)):
-        if os.path.isfile(os.path.join(candidate, "M2DiffSlicer", "__init__.py")):
+        if os.path.exists(os.path.join(candidate, relativePath)):
             return candidate
     return None
+
+
+def engineSearchPath() -> str | None:
+    """Folder holding the ``M2DiffSlicer`` package."""
+    return _firstFolderWith(os.path.join("M2DiffSlicer", "__init__.py"))
+
+
+def resourcesDir() -> str:
+    """The ``Resources`` folder (UI, icons, models, sample data, atlas)."""
+    folder = _firstFolderWith(os.path.join("Resources", "UI", "M2DiffModule.ui"))
+    if folder is None:
+        raise RuntimeError("M2DiffModule's Resources folder is missing: the extension is not installed correctly")
+    return os.path.join(folder, "Resources")
 
 
 class EnhanceJob:
@@ -313,7 +327,8 @@ class EnhanceLogic:
         matrix = VolumeIO.readTransformFromParentRAS(outputs["transform_output"]) \
             if t1 is not None and outputs.get("transform_output") else None
         roiJson = None
-        if roi is not None and outputs.get("roi_json"):
+        # Without a user ROI the engine reports its built-in atlas regions, which are shown too.
+        if outputs.get("roi_json"):
             with open(outputs["roi_json"], encoding="utf-8") as roiFile:
                 roiJson = json.load(roiFile)
 
@@ -328,7 +343,7 @@ class EnhanceLogic:
                                              f"{ldPet.GetName()} uncertainty")
                 _assignVolume(uncertainty, uncertaintyVolume)
                 VolumeIO.copyPetQuantity(ldPet, uncertaintyVolume)
-                VolumeIO.applyPetDisplay(ldPet, uncertaintyVolume, self.petColorNodeId(scene))
+                VolumeIO.applyPetDisplay(ldPet, uncertaintyVolume, self.petColorNodeId(scene), matchWindowLevel=False)
             transformNode = None
             if matrix is not None:
                 transformNode = _addNode(scene, created, "vtkMRMLLinearTransformNode",

@@ -20,6 +20,11 @@ def columnName(image: str, key: str) -> str:
     return f"{image}.{key}"
 
 
+def _number(value) -> float:
+    """NaN for values the engine could not compute (null in the JSON, e.g. SUVR without a reference region)."""
+    return float("nan") if value is None else float(value)
+
+
 def fillRoiTable(tableNode, roiJson: dict, petUnits: str, labelNames: dict[int, str]) -> None:
     """Replace the contents of ``tableNode`` with one row per ROI.
 
@@ -38,10 +43,10 @@ def fillRoiTable(tableNode, roiJson: dict, petUnits: str, labelNames: dict[int, 
         for key, title, unitKind in STATISTICS:
             unit = petUnits if unitKind == "pet" else ""
             columns.append((columnName(image, key), f"{imageTitle} {title.lower()}", unit, vtk.vtkDoubleArray,
-                            lambda row, image=image, key=key: float(row[image][key])))
+                            lambda row, image=image, key=key: _number(row[image].get(key))))
     for key, title in CHANGES:
         columns.append((columnName("change", key), title, "%", vtk.vtkDoubleArray,
-                        lambda row, key=key: float(row["change_pct"][key])))
+                        lambda row, key=key: _number(row["change_pct"].get(key))))
 
     for name, title, unit, arrayClass, _ in columns:
         array = arrayClass()

@@ -112,8 +112,9 @@ def copyPetQuantity(sourceVolume, targetVolume) -> None:
             getattr(targetVolume, setter)(copied)
 
 
-def applyPetDisplay(sourceVolume, targetVolume, petColorNodeId: str) -> None:
-    """Show ``targetVolume`` like the source PET: same colour node when the source has a non-grey one, else PET."""
+def applyPetDisplay(sourceVolume, targetVolume, petColorNodeId: str, matchWindowLevel: bool = True) -> None:
+    """Show ``targetVolume`` like the source PET: its colour node when not grey (else PET-Heat) and, so that the
+    side-by-side comparison maps equal uptake to equal colour, the source's window/level (``matchWindowLevel``)."""
     targetVolume.CreateDefaultDisplayNodes()
     targetDisplay = targetVolume.GetDisplayNode()
     sourceDisplay = sourceVolume.GetDisplayNode()
@@ -121,4 +122,9 @@ def applyPetDisplay(sourceVolume, targetVolume, petColorNodeId: str) -> None:
     if sourceDisplay is not None and sourceDisplay.GetColorNodeID() not in (None, "", "vtkMRMLColorTableNodeGrey"):
         colorNodeId = sourceDisplay.GetColorNodeID()
     targetDisplay.SetAndObserveColorNodeID(colorNodeId)
-    targetDisplay.AutoWindowLevelOn()
+    if (matchWindowLevel and sourceDisplay is not None and sourceDisplay.IsA("vtkMRMLScalarVolumeDisplayNode")
+            and sourceDisplay.GetWindow() > 0):
+        targetDisplay.AutoWindowLevelOff()
+        targetDisplay.SetWindowLevel(sourceDisplay.GetWindow(), sourceDisplay.GetLevel())
+    else:
+        targetDisplay.AutoWindowLevelOn()

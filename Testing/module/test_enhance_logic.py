@@ -39,6 +39,15 @@ def test_output_is_on_the_input_grid_with_the_worker_values_and_suv_quantity_and
     assert output.GetDisplayNode().GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-Heat"
 
 
+def test_enhanced_pet_is_windowed_like_the_input_for_a_fair_comparison(subject, fakeWorker, tmp_path):
+    subject.ldPet.CreateDefaultDisplayNodes()
+    subject.ldPet.GetDisplayNode().AutoWindowLevelOff()
+    subject.ldPet.GetDisplayNode().SetWindowLevel(3.0, 1.25)
+    result, _ = runOk(subject, fakeWorker, tmp_path)
+    display = result.outputVolume.GetDisplayNode()
+    assert (display.GetWindow(), display.GetLevel(), display.GetAutoWindowLevel()) == (3.0, 1.25, False)
+
+
 def test_results_are_placed_in_the_input_study(subject, fakeWorker, tmp_path):
     result, _ = runOk(subject, fakeWorker, tmp_path)
     shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
