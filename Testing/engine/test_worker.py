@@ -93,6 +93,7 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+@pytest.mark.slow  # a worker process: ~10 s idle, ~18 s with the 2 cores shared
 def test_sigterm_mid_inference_cancels_with_code_5_and_leaves_nothing(subject, tmp_path):
     process = _start(_job_file(tmp_path, subject, steps=400, uncertainty_output=str(tmp_path / "out" / "u.nii.gz")))
     events = []
