@@ -28,14 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"m2diff {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f".commands.{name}", __package__)
-        except ModuleNotFoundError as error:
-            if error.name != f"{__package__}.commands.{name}":
-                raise
-            continue  # a command whose module is not part of this build
-        summary = (module.__doc__ or name).strip().splitlines()[0]
-        subparser = subparsers.add_parser(name, help=summary, description=module.__doc__)
+        module = importlib.import_module(f".commands.{name}", __package__)
+        doc = (module.__doc__ or name).strip().replace("%", "%%")  # argparse %-formats help texts
+        subparser = subparsers.add_parser(name, help=doc.splitlines()[0], description=doc)
         module.register(subparser)
         subparser.set_defaults(run=module.run)
     return parser
