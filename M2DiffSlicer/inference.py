@@ -108,7 +108,8 @@ def resolve_device(choice: DeviceChoice | str) -> tuple[torch.device, str | None
         return torch.device("cuda"), None
     if choice == DeviceChoice.CUDA:
         build = torch.version.cuda or "a CPU-only build"
-        return torch.device("cpu"), f"CUDA was requested but is not available (torch {torch.__version__}, {build}); running on the CPU"
+        return torch.device("cpu"), (f"CUDA was requested but is not available (torch {torch.__version__}, "
+                                     f"{build}); running on the CPU")
     return torch.device("cpu"), None
 
 
@@ -175,8 +176,9 @@ class _RecordingModel:
 
     def __call__(self, x_t, t, ld_pet, t1=None, t1_present=None):
         if self.channels_last:
-            x_t, ld_pet = x_t.contiguous(memory_format=torch.channels_last), ld_pet.contiguous(memory_format=torch.channels_last)
-            t1 = None if t1 is None else t1.contiguous(memory_format=torch.channels_last)
+            nhwc = torch.channels_last
+            x_t, ld_pet = x_t.contiguous(memory_format=nhwc), ld_pet.contiguous(memory_format=nhwc)
+            t1 = None if t1 is None else t1.contiguous(memory_format=nhwc)
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16
                     else contextlib.nullcontext())
         with autocast:

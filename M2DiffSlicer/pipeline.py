@@ -76,6 +76,7 @@ class EnhanceJob:
     seed: int = 0
     batch_size: int = 16
     bf16: bool = False
+    channels_last: bool = False
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -90,7 +91,7 @@ class EnhanceJob:
         try:
             return InferenceOptions(steps=self.steps, orientations=tuple(self.orientations),
                                     batch_size=self.batch_size, seed=self.seed, device=self.device, bf16=self.bf16,
-                                    threads=self.threads, uncertainty=self.uncertainty_output is not None)
+                                    channels_last=self.channels_last, threads=self.threads, uncertainty=self.uncertainty_output is not None)
         except (TypeError, ValueError) as error:
             raise BadInputError(f"invalid job option: {error}") from None
 
@@ -324,7 +325,8 @@ def _read_inputs(job: EnhanceJob) -> tuple[sitk.Image, sitk.Image | None, sitk.I
         try:
             transform = sitk.ReadTransform(job.transform)
         except RuntimeError as error:
-            raise BadInputError(f"cannot read transform {job.transform}: {str(error).strip().splitlines()[-1]}") from None
+            reason = str(error).strip().splitlines()[-1]
+            raise BadInputError(f"cannot read transform {job.transform}: {reason}") from None
     return pet, t1, labels, transform
 
 

@@ -1,4 +1,4 @@
-"""Speed and memory of `m2diff enhance` on this machine, the levers that change them, and the distance to the CPU's peak.
+"""Speed and memory of `m2diff enhance` here, the levers that change them, and the distance to the CPU peak.
 
 1. `m2diff enhance` end to end on the sample 2 mm brain (Resources/SampleData/sub-0007, with its T1, three
    orientations, batch 16) for each K in --steps, each in its own process: wall time and peak resident memory.
@@ -176,7 +176,8 @@ def main() -> None:
     for lever in levers:
         print(f"| {lever['threads']} | {lever['batch']} | {lever['bf16']} | {lever['channels_last']} | "
               f"{lever['ms_per_slice_step']} | {lever['achieved_gflops']} |")
-    print(f"\nload average start/end: {results['machine']['load_avg_at_start']} / {results['machine']['load_avg_at_end']}")
+    machine = results["machine"]
+    print(f"\nload average start/end: {machine['load_avg_at_start']} / {machine['load_avg_at_end']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

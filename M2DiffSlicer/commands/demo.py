@@ -1,4 +1,4 @@
-"""Enhance the bundled sample subject; write the enhanced PET, a comparison PNG (LD | enhanced | SD | T1) and ROI table."""
+"""Enhance the bundled sample subject: enhanced PET, comparison PNG (LD | enhanced | SD | T1) and ROI table."""
 
 from __future__ import annotations
 

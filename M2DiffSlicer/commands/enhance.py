@@ -21,6 +21,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16, help="slices per network call")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the network")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the network")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--uncertainty", default=None, metavar="U",
                         help="also write the per-voxel spread across orientations/decoders here")
@@ -38,7 +39,8 @@ def job_from_args(args: argparse.Namespace):
 
     return EnhanceJob(pet=args.pet, t1=args.t1, output=args.out, weights=args.weights, steps=args.steps,
                       orientations=list(args.orientations), device=args.device, seed=args.seed,
-                      batch_size=args.batch_size, bf16=args.bf16, threads=args.threads,
+                      batch_size=args.batch_size, bf16=args.bf16, channels_last=args.channels_last,
+                      threads=args.threads,
                       uncertainty_output=args.uncertainty, roi=args.roi, roi_csv=args.roi_out,
                       roi_json=args.roi_json, transform=args.transform, transform_output=args.transform_out,
                       report=args.report)
