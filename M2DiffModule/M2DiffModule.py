@@ -306,12 +306,17 @@ class M2DiffModuleTest(ScriptedLoadableModuleTest):
     def test_enhances_small_subject_end_to_end(self):
         from M2DiffModuleLib import SelfTestData
 
+        import shutil
+
         self.delayDisplay("Creating a small subject and a tiny model")
         subject = SelfTestData.createSubject(slicer.mrmlScene)
-        logic = M2DiffModuleLogic()
-        result = logic.process(subject.ldPet, subject.t1, subject.roi, steps=1,
-                               orientations=Orientations.AXIAL, device=Device.CPU, batchSize=64,
-                               weights=SelfTestData.tinyModel(subject.folder))
-        self.delayDisplay("Checking output geometry, units, ROI table and layout")
-        SelfTestData.checkResult(self, subject, result)
+        try:
+            logic = M2DiffModuleLogic()
+            result = logic.process(subject.ldPet, subject.t1, subject.roi, steps=1,
+                                   orientations=Orientations.AXIAL, device=Device.CPU, batchSize=64,
+                                   weights=SelfTestData.tinyModel(subject.folder))
+            self.delayDisplay("Checking output geometry, units, ROI table and layout")
+            SelfTestData.checkResult(self, subject, result)
+        finally:
+            shutil.rmtree(subject.folder, ignore_errors=True)
         self.delayDisplay("Test passed")

@@ -333,7 +333,10 @@ class EnhanceLogic:
                 roiJson = json.load(roiFile)
 
         created = []
+        displayBefore = _displayState(ldPet)
         try:
+            if showResult:
+                VolumeIO.showInPetColors(ldPet, self.petColorNodeId(scene))
             outputVolume = output
             if outputVolume is None:
                 outputVolume = _addNode(scene, created, "vtkMRMLScalarVolumeNode", f"{ldPet.GetName()} enhanced")
@@ -364,6 +367,7 @@ class EnhanceLogic:
         except Exception:
             for node in reversed(created):
                 _removeNode(scene, node)
+            _restoreDisplayState(ldPet, displayBefore)
             raise
         if transformNode is not None:
             # The T1 goes under the registration transform so the comparison shows it aligned with the PET.
@@ -406,6 +410,26 @@ def petUnitsLabel(volumeNode) -> str:
     """Units of the PET voxels for table headers, e.g. ``{SUVbw}g/ml``; empty when the volume has none."""
     units = volumeNode.GetVoxelValueUnits()
     return units.GetCodeValue() if units is not None and units.GetCodeValue() else ""
+
+
+def _displayState(volumeNode) -> tuple | None:
+    display = volumeNode.GetDisplayNode()
+    if display is None:
+        return None
+    return display.GetColorNodeID(), display.GetAutoWindowLevel(), display.GetWindow(), display.GetLevel()
+
+
+def _restoreDisplayState(volumeNode, state: tuple | None) -> None:
+    display = volumeNode.GetDisplayNode()
+    if display is None:
+        return
+    if state is None:
+        volumeNode.GetScene().RemoveNode(display)
+        return
+    colorNodeId, auto, window, level = state
+    display.SetAndObserveColorNodeID(colorNodeId)
+    display.SetWindowLevel(window, level)
+    display.SetAutoWindowLevel(auto)
 
 
 def _readDetachedVolume(path: str):

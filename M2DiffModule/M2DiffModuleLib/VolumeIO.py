@@ -128,3 +128,20 @@ def applyPetDisplay(sourceVolume, targetVolume, petColorNodeId: str, matchWindow
         targetDisplay.SetWindowLevel(sourceDisplay.GetWindow(), sourceDisplay.GetLevel())
     else:
         targetDisplay.AutoWindowLevelOn()
+
+
+def showInPetColors(volumeNode, petColorNodeId: str) -> None:
+    """Give a grey-scale PET the PET colour map and, when its window is automatic, a 0 .. 99.5th-percentile window
+    (auto window/level, made for CT/MR histograms, saturates PET). Choices the user made are left alone."""
+    import numpy as np
+
+    volumeNode.CreateDefaultDisplayNodes()
+    display = volumeNode.GetDisplayNode()
+    if display.GetColorNodeID() in (None, "", "vtkMRMLColorTableNodeGrey"):
+        display.SetAndObserveColorNodeID(petColorNodeId)
+    if not display.GetAutoWindowLevel():
+        return
+    voxels = slicer.util.arrayFromVolume(volumeNode)
+    top = float(np.percentile(voxels[voxels > 0], 99.5)) if (voxels > 0).any() else 1.0
+    display.AutoWindowLevelOff()
+    display.SetWindowLevel(top, top / 2)

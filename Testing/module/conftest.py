@@ -72,9 +72,13 @@ def scene():
 
 @pytest.fixture
 def subject(scene):
+    import shutil
+
     from M2DiffModuleLib import SelfTestData
 
-    return SelfTestData.createSubject(scene)
+    subject = SelfTestData.createSubject(scene)
+    yield subject
+    shutil.rmtree(subject.folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -48,6 +48,17 @@ def test_enhanced_pet_is_windowed_like_the_input_for_a_fair_comparison(subject, 
     assert (display.GetWindow(), display.GetLevel(), display.GetAutoWindowLevel()) == (3.0, 1.25, False)
 
 
+def test_grey_auto_windowed_input_gets_pet_colours_and_a_percentile_window_shared_with_the_output(
+        subject, fakeWorker, tmp_path):
+    voxels = slicer.util.arrayFromVolume(subject.ldPet)
+    top = float(np.percentile(voxels[voxels > 0], 99.5))
+    result, _ = runOk(subject, fakeWorker, tmp_path)
+    for volume in (subject.ldPet, result.outputVolume):
+        display = volume.GetDisplayNode()
+        assert display.GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-Heat"
+        assert (display.GetWindow(), display.GetLevel()) == pytest.approx((top, top / 2))
+
+
 def test_results_are_placed_in_the_input_study(subject, fakeWorker, tmp_path):
     result, _ = runOk(subject, fakeWorker, tmp_path)
     shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
