@@ -84,7 +84,8 @@ def main(argv=None) -> int:
         orientations = Orientations.AXIAL if args.axial_only else Orientations.ALL
         result = logic.process(ldPet, t1, steps=args.steps, orientations=orientations, weights=args.weights)
         enhanced = result.outputVolume
-        enhanced.SetName("Enhanced PET")
+        # The panel says which model made it: a picture from an untrained test model must not pass for a result.
+        enhanced.SetName(f"Enhanced PET ({os.path.basename(args.weights) if args.weights else 'default model'})")
         t1Title = "T1 (registered)"
     reference = args.reference or os.path.join(args.subject, "pet_sd.nii.gz")
     panels = [("Red", ldPet.GetName()), ("Yellow", enhanced.GetName()), ("Green", t1Title)]

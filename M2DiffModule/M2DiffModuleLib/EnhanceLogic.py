@@ -358,8 +358,7 @@ class EnhanceLogic:
                 RoiTable.fillRoiTable(tableNode, roiJson, petUnitsLabel(ldPet), labelNames)
                 chartNode = RoiTable.createUptakeChart(scene, tableNode, f"{ldPet.GetName()} ROI uptake chart")
                 created.extend(_chartSeriesAndChart(chartNode))
-            _placeInStudy(scene, ldPet, [node for node in created if not node.IsA("vtkMRMLPlotSeriesNode")]
-                          + ([outputVolume] if output is None else []))
+            _placeInStudy(scene, ldPet, [node for node in created if not node.IsA("vtkMRMLPlotSeriesNode")])
             # Last: the only change to a node the user supplied, after everything that can fail.
             _assignVolume(enhanced, outputVolume)
             VolumeIO.copyPetQuantity(ldPet, outputVolume)

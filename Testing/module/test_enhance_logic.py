@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import fake_worker
 from conftest import sceneSnapshot
 from M2DiffModule import M2DiffModuleLogic
 from M2DiffModuleLib import ComparisonLayout, RoiTable, SelfTestData
-from M2DiffModuleLib.EnhanceLogic import CancelledError, EnhanceSettings, WorkerError
+from M2DiffModuleLib.EnhanceLogic import CancelledError, Device, EnhanceSettings, WorkerError, describeWorker
 
 
 def runOk(subject, fakeWorker, tmp_path, **kwargs):
@@ -142,7 +143,7 @@ def test_existing_output_volume_is_filled_in_place(subject, fakeWorker, tmp_path
 
 
 def test_job_file_carries_the_settings(subject, fakeWorker, tmp_path):
-    from M2DiffModuleLib.EnhanceLogic import Device, Orientations
+    from M2DiffModuleLib.EnhanceLogic import Orientations
 
     _, kept = runOk(subject, fakeWorker, tmp_path, steps=7, device=Device.CPU, orientations=Orientations.AXIAL,
                     seed=3)
@@ -177,15 +178,19 @@ def test_non_blocking_run_reports_progress_through_the_timer_then_finishes(subje
     job.progress.connect(lambda fraction, message: progress.append(fraction))
     job.finished.connect(lambda result, error: finished.append((result, error)))
     assert manualTimer.active and not finished
-    for _ in range(600):
-        manualTimer.tick()
-        if finished:
-            break
-        job.process._threads[0].join(0.01)
+    tickUntil(manualTimer, lambda: finished)
     assert len(finished) == 1 and finished[0][1] is None
     assert progress[:3] == [0.25, 0.5, 0.75] and progress[-1] == 1.0
     assert not manualTimer.active
     assert not os.path.exists(job.tempDir)
+
+
+def tickUntil(timer, condition, timeoutS: float = 60.0) -> None:
+    """Fire the timer every 10 ms until ``condition()`` holds; a generous deadline because CI CPUs are shared."""
+    deadline = time.monotonic() + timeoutS
+    while not condition() and time.monotonic() < deadline:
+        timer.tick()
+        time.sleep(0.01)
 
 
 def processAlive(pid: int) -> bool:
@@ -208,11 +213,7 @@ def test_cancel_mid_run_kills_the_worker_tree_and_adds_no_node(subject, fakeWork
     progress, finished = [], []
     job.progress.connect(lambda fraction, message: progress.append(fraction))
     job.finished.connect(lambda result, error: finished.append(error))
-    for _ in range(500):
-        manualTimer.tick()
-        if len(progress) >= 3 and pidFile.exists():
-            break
-        job.process._threads[0].join(0.01)
+    tickUntil(manualTimer, lambda: len(progress) >= 3 and pidFile.exists())
     assert len(progress) >= 3 and not finished
     pids = json.loads(pidFile.read_text())
     assert processAlive(pids["worker"]) and processAlive(pids["grandchild"])
@@ -221,10 +222,8 @@ def test_cancel_mid_run_kills_the_worker_tree_and_adds_no_node(subject, fakeWork
 
     assert len(finished) == 1 and isinstance(finished[0], CancelledError)
     assert not processAlive(pids["worker"])
-    for _ in range(100):  # the grandchild is re-parented to init, which reaps it shortly after the kill
-        if not processAlive(pids["grandchild"]):
-            break
-        job.process._threads[0].join(0.02)
+    # The grandchild is re-parented to init, which reaps it shortly after the kill.
+    tickUntil(manualTimer, lambda: not processAlive(pids["grandchild"]), timeoutS=10)
     assert not processAlive(pids["grandchild"])
     assert not os.path.exists(job.tempDir)
     assert sceneSnapshot(slicer.mrmlScene) == before
@@ -246,3 +245,14 @@ def test_unusable_input_node_raises_value_error_naming_it(subject, fakeWorker, a
 def test_invalid_settings_raise_value_error_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         EnhanceSettings(**{field: value})
+
+
+@pytest.mark.parametrize("start,requested,expected", [
+    ({"device": "cpu", "arch_ok": True}, Device.AUTO, "no usable CUDA GPU was found"),
+    ({"device": "cpu", "arch_ok": False}, Device.GPU, "architecture is not supported"),
+    ({"device": "cuda", "device_name": "RTX", "arch_ok": True}, Device.AUTO, "running on cuda (RTX"),
+])
+def test_worker_start_facts_are_stated_plainly_including_cpu_fallback(start, requested, expected):
+    text = describeWorker({"torch": "2.13.0", "cuda_build": "12.4", "memory_gb": 8, **start}, requested)
+    assert expected in text
+    assert ("Running on the CPU because" in text) == (start["device"] == "cpu")
