@@ -262,10 +262,14 @@ class EnhanceJob:
         self.finished.emit(self.result, self.error)
 
     def _workerError(self, exitCode: int, stderrText: str) -> WorkerError:
-        if self._errorEvent is not None:
-            return WorkerError(str(self._errorEvent.get("message", "")), str(self._errorEvent.get("type", "")),
-                               int(self._errorEvent.get("exit_code", exitCode)))
         tail = "\n".join(stderrText.strip().splitlines()[-15:])
+        if self._errorEvent is not None:
+            message = str(self._errorEvent.get("message", ""))
+            code = int(self._errorEvent.get("exit_code", exitCode))
+            if code == ExitCode.INTERNAL_ERROR and tail:
+                # An engine bug rather than a user-fixable problem: the traceback is what a bug report needs.
+                message = f"{message}\n\nWorker log:\n{tail}"
+            return WorkerError(message, str(self._errorEvent.get("type", "")), code)
         return WorkerError(f"The M2Diff worker stopped with exit code {exitCode} without a result.\n{tail}",
                            "M2DiffError", exitCode)
 

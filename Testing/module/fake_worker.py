@@ -1,11 +1,12 @@
 """A stand-in engine worker speaking the protocol of docs/DEVELOPING.md ("Worker protocol"), for module tests.
 
 It is the injected seam for behaviours the real worker cannot be made to show on demand: a failure with a given
-error event, a crash without one, and a long run with a grandchild process (to test that Cancel kills the whole
-tree). Its "ok" mode writes outputs with known values: enhanced = 1.5 x input on the input grid, a fixed rigid
-transform, and ROI statistics computed from the labelmap so tests can compare the table with exact numbers.
+error event, an internal error (engine bug) with its traceback on stderr, a crash without any event, and a long run
+with a grandchild process (to test that Cancel kills the whole tree). Its "ok" mode writes outputs with known
+values: enhanced = 1.5 x input on the input grid, a fixed rigid transform, and ROI statistics computed from the
+labelmap so tests can compare the table with exact numbers.
 
-    python fake_worker.py --mode ok|fail|crash|slow [--pid-file F] [--keep-json F] --job job.json
+    python fake_worker.py --mode ok|fail|internal|crash|slow [--pid-file F] [--keep-json F] --job job.json
 """
 
 import argparse
@@ -88,7 +89,7 @@ def runSlow(job: dict, pidFile: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["ok", "fail", "crash", "slow"], required=True)
+    parser.add_argument("--mode", choices=["ok", "fail", "internal", "crash", "slow"], required=True)
     parser.add_argument("--pid-file", help="slow mode: where to write the worker and grandchild pids")
     parser.add_argument("--keep-json", help="ok mode: copy of the job and ROI rows, kept after the temp dir goes")
     parser.add_argument("--job", required=True)
@@ -103,6 +104,11 @@ def main() -> int:
              arch_ok=True)
         emit(event="error", type="BadInputError", message="PET volume is empty (all voxels are 0)", exit_code=2)
         return 2
+    if args.mode == "internal":
+        print('Traceback (most recent call last):\n  File "roi.py", line 9\nZeroDivisionError: float division by zero',
+              file=sys.stderr)
+        emit(event="error", type="ZeroDivisionError", message="float division by zero", exit_code=1)
+        return 1
     if args.mode == "crash":
         print("Traceback (most recent call last):\nSegmentation fault in fake worker", file=sys.stderr)
         return 139

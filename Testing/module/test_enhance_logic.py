@@ -163,6 +163,20 @@ def test_worker_error_raises_its_message_and_leaves_the_scene_unchanged(subject,
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(subject.ldPet), petBefore)
 
 
+def test_internal_worker_error_carries_the_worker_traceback(subject, fakeWorker):
+    logic = M2DiffModuleLogic(workerCommand=fakeWorker("internal"))
+    with pytest.raises(WorkerError, match="float division by zero(.|\n)*Worker log:(.|\n)*roi.py") as caught:
+        logic.process(subject.ldPet, subject.t1)
+    assert caught.value.exitCode == 1
+
+
+def test_user_fixable_worker_error_is_not_buried_in_a_log(subject, fakeWorker):
+    logic = M2DiffModuleLogic(workerCommand=fakeWorker("fail"))
+    with pytest.raises(WorkerError) as caught:
+        logic.process(subject.ldPet)
+    assert str(caught.value) == "PET volume is empty (all voxels are 0)"
+
+
 def test_worker_crash_without_error_event_reports_exit_code_and_stderr(subject, fakeWorker):
     before = sceneSnapshot(slicer.mrmlScene)
     logic = M2DiffModuleLogic(workerCommand=fakeWorker("crash"))
