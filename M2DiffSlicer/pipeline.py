@@ -341,7 +341,7 @@ def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple
         diffusion = _respaced_diffusion(int(trained.get("diffusion_steps", 1000)), trained.get("schedule", "linear"),
                                         config.variance, options.steps)
     except ValueError as error:
-        if "ddim" in str(error) or "step" in str(error):
+        if "trailing" in str(error):
             raise BadInputError(f"steps={options.steps} is not possible with this model: {error}") from None
         raise ModelError(f"{path}: unusable training settings in its meta: {error}") from None
     if options.channels_last:
@@ -352,13 +352,8 @@ def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple
 
 
 def _respaced_diffusion(diffusion_steps: int, schedule: str, variance, steps: int):
-    """DDIM's even stride when one gives exactly `steps` steps (e.g. 10 of 1000), else evenly rounded steps."""
-    try:
-        return create_diffusion(steps=diffusion_steps, schedule=schedule, variance=variance, respacing=f"ddim{steps}")
-    except ValueError as error:
-        if "stride" not in str(error):
-            raise
-        return create_diffusion(steps=diffusion_steps, schedule=schedule, variance=variance, respacing=str(steps))
+    """K steps ending at t = T - 1 ("trailing", docs/DEVELOPING.md "Sampling schedule"), so the first sees noise."""
+    return create_diffusion(steps=diffusion_steps, schedule=schedule, variance=variance, respacing=f"trailing{steps}")
 
 
 def _in_thread(work: Callable[[Callable[..., None]], T], cancel: threading.Event | None,

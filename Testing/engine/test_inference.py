@@ -33,7 +33,7 @@ def _ball(shape=(32, 32, 32), radius=10.0):
 
 def _run(model, pet, t1=None, **kwargs):
     options = InferenceOptions(device="cpu", **kwargs)
-    diffusion = create_diffusion(variance="fixed_large", respacing=f"ddim{options.steps}")
+    diffusion = create_diffusion(variance="fixed_large", respacing=f"trailing{options.steps}")
     gen = run_inference(model, diffusion, pet, t1, options, torch.device("cpu"))
     events = []
     while True:
@@ -81,7 +81,7 @@ def test_same_seed_gives_the_same_volume_and_another_seed_differs():
             parameter.normal_(0.0, 0.1)
     pet = _ball()
     t1 = 0.5 * pet
-    diffusion = create_diffusion(variance=config.variance, respacing="ddim2")
+    diffusion = create_diffusion(variance=config.variance, respacing="trailing2")
 
     def volume(seed):
         options = InferenceOptions(steps=2, seed=seed, orientations=("coronal",), device="cpu")

@@ -37,7 +37,7 @@ def echo_model(monkeypatch):
     grid = ModelGrid(spacing_mm=es.TEST_GRID["grid_spacing_mm"], size_xyz=tuple(es.TEST_GRID["grid_size"]))
 
     def load(weights, options, device):
-        diffusion = create_diffusion(variance="fixed_large", respacing=f"ddim{options.steps}")
+        diffusion = create_diffusion(variance="fixed_large", respacing=f"trailing{options.steps}")
         return EchoModel(), diffusion, grid, {"path": "echo"}
 
     monkeypatch.setattr(pipeline, "_load_model", load)
@@ -225,4 +225,10 @@ def test_closing_the_event_generator_midway_leaves_no_files(subject, tmp_path):
         if event["event"] == "progress" and event["phase"] == "infer":
             break
     events.close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_more_steps_than_the_trained_schedule_is_a_bad_input(subject, tmp_path):
+    with pytest.raises(BadInputError, match="steps=2000"):
+        list(enhance_events(_job(subject, tmp_path, steps=2000)))
     assert os.listdir(tmp_path) == []
