@@ -65,14 +65,14 @@ def main(argv=None) -> int:
 
     core = slicer_harness.install({"M2DiffModule": os.path.join(REPO, "M2DiffModule", "M2DiffModule.py")})
     from M2DiffModule import M2DiffModuleLogic
-    from M2DiffModuleLib import ComparisonLayout, VolumeIO
+    from M2DiffModuleLib import ComparisonLayout, ResultNodes, VolumeIO
     from M2DiffModuleLib.EnhanceLogic import Orientations
 
     volumes = core.logics["Volumes"]
     ldPet = volumes.AddArchetypeVolume(args.pet or os.path.join(args.subject, "pet_ld_drf100.nii.gz"),
                                        "Low-dose PET", 0)
     t1 = volumes.AddArchetypeVolume(os.path.join(args.subject, "t1.nii.gz"), "T1", 0)
-    petColors = M2DiffModuleLogic().enhanceLogic.petColorNodeId(core.scene)
+    petColors = ResultNodes.petColorNodeId(core.scene)
     if args.enhanced:
         # The same display steps the logic takes after a run.
         enhanced = volumes.AddArchetypeVolume(args.enhanced, "Enhanced PET", 0)

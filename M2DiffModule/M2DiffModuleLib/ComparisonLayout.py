@@ -5,8 +5,6 @@ test harness standing in for it) reacts by creating the slice views, and the sli
 by their layout names.
 """
 
-import slicer
-
 # Custom layout ids, far from Slicer's built-in ones (< 1000) and from ids other extensions commonly use.
 COMPARISON_LAYOUT_ID = 8601
 COMPARISON_WITH_UNCERTAINTY_LAYOUT_ID = 8602

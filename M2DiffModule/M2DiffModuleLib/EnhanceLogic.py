@@ -12,9 +12,8 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 
-import slicer
-
-from . import ComparisonLayout, RoiTable, VolumeIO
+from . import ResultNodes, VolumeIO
+from .ResultNodes import EnhanceResult
 from .ProcessRunner import ExitCode, QtTimer, TimerProtocol, WorkerProcess
 
 
@@ -92,20 +91,6 @@ class EnhanceSettings:
             raise ValueError(f"batchSize must be a positive integer, got {self.batchSize!r}")
         if self.weights is not None and not os.path.isfile(self.weights):
             raise ValueError(f"weights must be an existing .pt model file, got {self.weights!r}")
-
-
-@dataclasses.dataclass
-class EnhanceResult:
-    """Nodes a successful job added or filled, plus the worker's facts."""
-
-    outputVolume: object
-    uncertaintyVolume: object | None
-    transformNode: object | None
-    tableNode: object | None
-    chartNode: object | None
-    workerInfo: dict
-    warnings: list[str]
-    elapsedS: float
 
 
 def defaultWorkerCommand() -> list[str]:
@@ -251,8 +236,8 @@ class EnhanceJob:
                 raise CancelledError()
             if exitCode != ExitCode.SUCCESS or self._resultEvent is None:
                 raise self._workerError(exitCode, stderrText)
-            self.result = self._logic.loadResults(self._inputs, self._resultEvent, self._startEvent, self._warnings,
-                                                  self._labelNames, self._showResult)
+            self.result = ResultNodes.addResultNodesOrRaise(self._inputs, self._resultEvent, self._startEvent,
+                                                            self._warnings, self._labelNames, self._showResult)
         except Exception as error:
             self.error = error
         finally:
@@ -319,76 +304,6 @@ class EnhanceLogic:
             job.start(self._timerFactory())
         return job
 
-    def loadResults(self, inputs: dict, resultEvent: dict, startEvent: dict, warnings: list[str],
-                    labelNames: dict[int, str], showResult: bool) -> EnhanceResult:
-        """Create all result nodes, or none: any failure removes the nodes added so far and re-raises."""
-        ldPet, t1, roi, output = inputs["ldPet"], inputs["t1"], inputs["roi"], inputs["output"]
-        scene = ldPet.GetScene()
-        outputs = resultEvent.get("outputs", {})
-        # Read every file before touching the scene.
-        enhanced = _readDetachedVolume(outputs["output"])
-        uncertainty = _readDetachedVolume(outputs["uncertainty_output"]) if outputs.get("uncertainty_output") else None
-        matrix = VolumeIO.readTransformFromParentRAS(outputs["transform_output"]) \
-            if t1 is not None and outputs.get("transform_output") else None
-        roiJson = None
-        # Without a user ROI the engine reports its built-in atlas regions, which are shown too.
-        if outputs.get("roi_json"):
-            with open(outputs["roi_json"], encoding="utf-8") as roiFile:
-                roiJson = json.load(roiFile)
-
-        created = []
-        displayBefore = _displayState(ldPet)
-        try:
-            if showResult:
-                VolumeIO.showInPetColors(ldPet, self.petColorNodeId(scene))
-            outputVolume = output
-            if outputVolume is None:
-                outputVolume = _addNode(scene, created, "vtkMRMLScalarVolumeNode", f"{ldPet.GetName()} enhanced")
-            uncertaintyVolume = None
-            if uncertainty is not None:
-                uncertaintyVolume = _addNode(scene, created, "vtkMRMLScalarVolumeNode",
-                                             f"{ldPet.GetName()} uncertainty")
-                _assignVolume(uncertainty, uncertaintyVolume)
-                VolumeIO.copyPetQuantity(ldPet, uncertaintyVolume)
-                VolumeIO.applyPetDisplay(ldPet, uncertaintyVolume, self.petColorNodeId(scene), matchWindowLevel=False)
-            transformNode = None
-            if matrix is not None:
-                transformNode = _addNode(scene, created, "vtkMRMLLinearTransformNode",
-                                         f"{t1.GetName()} to {ldPet.GetName()}")
-                transformNode.SetMatrixTransformFromParent(matrix)
-            tableNode = chartNode = None
-            if roiJson is not None:
-                tableNode = _addNode(scene, created, "vtkMRMLTableNode", f"{ldPet.GetName()} ROI uptake")
-                RoiTable.fillRoiTable(tableNode, roiJson, petUnitsLabel(ldPet), labelNames)
-                chartNode = RoiTable.createUptakeChart(scene, tableNode, f"{ldPet.GetName()} ROI uptake chart")
-                created.extend(_chartSeriesAndChart(chartNode))
-            _placeInStudy(scene, ldPet, [node for node in created if not node.IsA("vtkMRMLPlotSeriesNode")])
-            # Last: the only change to a node the user supplied, after everything that can fail.
-            _assignVolume(enhanced, outputVolume)
-            VolumeIO.copyPetQuantity(ldPet, outputVolume)
-            VolumeIO.applyPetDisplay(ldPet, outputVolume, self.petColorNodeId(scene))
-        except Exception:
-            for node in reversed(created):
-                _removeNode(scene, node)
-            _restoreDisplayState(ldPet, displayBefore)
-            raise
-        if transformNode is not None:
-            # The T1 goes under the registration transform so the comparison shows it aligned with the PET.
-            t1.SetAndObserveTransformNodeID(transformNode.GetID())
-        if showResult:
-            ComparisonLayout.showComparison(scene, [ldPet, outputVolume, t1, uncertaintyVolume])
-        return EnhanceResult(outputVolume, uncertaintyVolume, transformNode, tableNode, chartNode, startEvent,
-                             warnings, float(resultEvent.get("elapsed_s", 0.0)))
-
-    @staticmethod
-    def petColorNodeId(scene) -> str:
-        """Slicer's "PET-Heat" procedural colour node (created by the Colors module at start-up)."""
-        colorNodeId = "vtkMRMLPETProceduralColorNodePET-Heat"
-        if scene.GetNodeByID(colorNodeId) is None:
-            raise RuntimeError(f"Colour node {colorNodeId} is missing: the Colors module has not initialised")
-        return colorNodeId
-
-
 def validateInputs(ldPet, t1, roi, output) -> None:
     """Raise ``ValueError`` naming the argument when a node cannot be used."""
     if ldPet is None or not ldPet.IsA("vtkMRMLScalarVolumeNode") or ldPet.IsA("vtkMRMLLabelMapVolumeNode"):
@@ -407,85 +322,3 @@ def validateInputs(ldPet, t1, roi, output) -> None:
             raise ValueError(f"output must be a scalar volume node or None (create new), got {output!r}")
         if output in (ldPet, t1):
             raise ValueError("output must differ from the input volumes: the inputs are never overwritten")
-
-
-def petUnitsLabel(volumeNode) -> str:
-    """Units of the PET voxels for table headers, e.g. ``{SUVbw}g/ml``; empty when the volume has none."""
-    units = volumeNode.GetVoxelValueUnits()
-    return units.GetCodeValue() if units is not None and units.GetCodeValue() else ""
-
-
-def _displayState(volumeNode) -> tuple | None:
-    display = volumeNode.GetDisplayNode()
-    if display is None:
-        return None
-    return display.GetColorNodeID(), display.GetAutoWindowLevel(), display.GetWindow(), display.GetLevel()
-
-
-def _restoreDisplayState(volumeNode, state: tuple | None) -> None:
-    display = volumeNode.GetDisplayNode()
-    if display is None:
-        return
-    if state is None:
-        volumeNode.GetScene().RemoveNode(display)
-        return
-    colorNodeId, auto, window, level = state
-    display.SetAndObserveColorNodeID(colorNodeId)
-    display.SetWindowLevel(window, level)
-    display.SetAutoWindowLevel(auto)
-
-
-def _readDetachedVolume(path: str):
-    volume = slicer.vtkMRMLScalarVolumeNode()
-    VolumeIO.readVolumeInto(path, volume)
-    return volume
-
-
-def _assignVolume(source, target) -> None:
-    import vtk
-
-    ijkToRas = vtk.vtkMatrix4x4()
-    source.GetIJKToRASMatrix(ijkToRas)
-    wasModifying = target.StartModify()
-    target.SetIJKToRASMatrix(ijkToRas)
-    target.SetAndObserveImageData(source.GetImageData())
-    target.EndModify(wasModifying)
-
-
-def _addNode(scene, created: list, className: str, name: str):
-    node = scene.AddNewNodeByClass(className, scene.GenerateUniqueName(name))
-    created.append(node)
-    return node
-
-
-def _chartSeriesAndChart(chartNode) -> list:
-    scene = chartNode.GetScene()
-    series = [scene.GetNodeByID(chartNode.GetNthPlotSeriesNodeID(i))
-              for i in range(chartNode.GetNumberOfPlotSeriesNodes())]
-    return series + [chartNode]
-
-
-def _removeNode(scene, node) -> None:
-    if node.IsA("vtkMRMLDisplayableNode"):
-        for index in reversed(range(node.GetNumberOfDisplayNodes())):
-            scene.RemoveNode(node.GetNthDisplayNode(index))
-    if node.IsA("vtkMRMLStorableNode") and node.GetStorageNode() is not None:
-        scene.RemoveNode(node.GetStorageNode())
-    scene.RemoveNode(node)
-
-
-def _placeInStudy(scene, inputNode, nodes: list) -> None:
-    """Put ``nodes`` next to the input in the subject hierarchy: under its study, else under its parent."""
-    shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
-    inputItem = shNode.GetItemByDataNode(inputNode)
-    parentItem = shNode.GetSceneItemID()
-    if inputItem:
-        studyItem = shNode.GetItemAncestorAtLevel(inputItem, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy())
-        parentItem = studyItem or shNode.GetItemParent(inputItem)
-    for node in nodes:
-        item = shNode.GetItemByDataNode(node)
-        if item:
-            shNode.SetItemParent(item, parentItem)
-        else:
-            # Without the application's subject hierarchy plugins nobody created the item yet.
-            shNode.CreateItem(parentItem, node)
