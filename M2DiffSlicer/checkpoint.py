@@ -11,12 +11,12 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_path
 from .config import ModelConfig, build_model
 from .errors import ModelError
 
@@ -63,18 +63,12 @@ def save_checkpoint(
         "state_dict": state,
         "meta": json.dumps(meta or {}, sort_keys=True),
     }
-    path = Path(path)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as temp:
+    with atomic_path(path) as temp_path:
+        with open(temp_path, "wb") as temp:
             torch.save(payload, temp)
             temp.flush()
             os.fsync(temp.fileno())
-        sha256 = file_sha256(temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+        sha256 = file_sha256(temp_path)
     return sha256
 
 

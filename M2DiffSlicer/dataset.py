@@ -13,7 +13,6 @@ import enum
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from .atomic import atomic_path, write_text_atomic
 from .errors import BadInputError
 from .preprocess import ModelGrid, prepare_inputs, prepare_target
 
@@ -138,8 +138,10 @@ def load_subject(
     volumes = volumes.astype(cache_dtype.value)
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(array_path, lambda f: np.save(f, volumes))
-        _write_atomic(meta_path, lambda f: f.write(json.dumps({"key": key, "scale": scale}).encode()))
+        # Several DDP ranks may prepare the same subject at once; each writes its own temp file and renames it.
+        with atomic_path(array_path) as temp:
+            np.save(temp, volumes)
+        write_text_atomic(meta_path, json.dumps({"key": key, "scale": scale}))
     return SubjectVolumes(subject_dir.name, drf, volumes, scale)
 
 
@@ -151,18 +153,6 @@ def _prepare(sources: Sequence[Path], grid: ModelGrid) -> tuple[np.ndarray, floa
     target = prepare_target(sitk.ReadImage(str(sd_path)), prepared)
     assert prepared.t1 is not None
     return np.stack([prepared.pet, target, prepared.t1]), prepared.scale
-
-
-def _write_atomic(path: Path, write) -> None:
-    # Several DDP ranks may prepare the same subject at once; each writes its own temp file and renames it.
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 class SliceDataset:

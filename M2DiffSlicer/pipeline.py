@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -26,6 +25,7 @@ import torch
 
 from . import validation
 from .atlas import atlas_labels_for_subject
+from .atomic import temp_path_beside
 from .catalogue import resolve_weights
 from .checkpoint import file_sha256, load_checkpoint
 from .errors import BadInputError, CancelledError, ModelError
@@ -164,12 +164,9 @@ class _StagedOutputs:
 
     def path_for(self, destination: str | os.PathLike) -> Path:
         """A fresh temporary path in the destination's folder, with the same extension (format detection)."""
-        destination = Path(destination)
-        handle, name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix="".join(destination.suffixes),
-                                        dir=destination.parent)
-        os.close(handle)
-        self._staged.append((Path(name), destination))
-        return Path(name)
+        temp = temp_path_beside(destination)
+        self._staged.append((temp, Path(destination)))
+        return temp
 
     def commit(self) -> None:
         for temp, destination in self._staged:

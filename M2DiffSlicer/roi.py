@@ -20,13 +20,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage, signal
 
+from .atomic import write_text_atomic
 from .errors import BadInputError
 
 STATISTICS = ("mean", "std", "max", "peak", "suvr")
@@ -175,7 +175,7 @@ def _finite_or_none(value):
 
 def write_roi_json(table: dict, path: str | os.PathLike) -> None:
     """Write the ROI table as JSON (NaN as null) atomically."""
-    _write_atomic(path, json.dumps(_finite_or_none(table), indent=1))
+    write_text_atomic(path, json.dumps(_finite_or_none(table), indent=1))
 
 
 def write_roi_csv(table: dict, path: str | os.PathLike) -> None:
@@ -193,7 +193,7 @@ def write_roi_csv(table: dict, path: str | os.PathLike) -> None:
             record = {"label": row["label"], "name": row["name"], "image": image, "volume_ml": row["volume_ml"],
                       "voxels": row["voxels"], **row[image], **{f"change_pct_{k}": v for k, v in changes.items()}}
             writer.writerow({k: _csv_value(record.get(k)) for k in CSV_COLUMNS})
-    _write_atomic(path, buffer.getvalue())
+    write_text_atomic(path, buffer.getvalue())
 
 
 def _csv_value(value) -> str:
@@ -203,16 +203,3 @@ def _csv_value(value) -> str:
         return repr(value)
     return str(value)
 
-
-def _write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".roi-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise

@@ -12,8 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
+from .atomic import atomic_path
 from .config import ModelConfig, build_model, model_config
 from .dataset import CacheDtype, Orientation, SliceDataset, SliceRef, find_subjects
 from .diffusion import BetaSchedule, GaussianDiffusion, get_beta_schedule, parse_enum
@@ -79,17 +78,6 @@ def _step_seeds(seed: int, step: int, rank: int) -> tuple[np.random.Generator, i
 def _to_device(batch: tuple[torch.Tensor, dict[str, torch.Tensor]], device: torch.device):
     target, cond = batch
     return target.to(device), {k: v.to(device) for k, v in cond.items()}
-
-
-def _write_atomic(path: Path, payload: Any) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(payload, temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 class Trainer:
@@ -300,7 +288,8 @@ class Trainer:
             self.best_val = validation["val_loss"]
             checkpoint.save_checkpoint(self.checkpoints / BEST_FILE, self.ema, self.model_config, dict(meta, **validation))
         checkpoint.save_checkpoint(self.checkpoints / EMA_FILE, self.ema, self.model_config, meta)
-        _write_atomic(self.checkpoints / STATE_FILE, self.state())
+        with atomic_path(self.checkpoints / STATE_FILE) as temp:
+            torch.save(self.state(), temp)
 
     def _log(self, record: Mapping[str, Any]) -> None:
         if self.context.is_main:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import SimpleITK as sitk
 
+from .atomic import atomic_path
 from .errors import BadInputError
 
 
@@ -45,18 +45,9 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
 
 def write_image_atomic(image: sitk.Image, path: str | os.PathLike) -> Path:
     """Write `image` to `path` through a temporary file in the same folder, so no partial file is ever visible."""
-    path = Path(path)
-    suffix = "".join(path.suffixes) or ".nii.gz"
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        sitk.WriteImage(image, temp_name, useCompression=True)
-        os.chmod(temp_name, 0o644)  # mkstemp creates 0600; outputs are ordinary shareable files
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as temp:
+        sitk.WriteImage(image, str(temp), useCompression=True)
+    return Path(path)
 
 
 def _first_line(error: Exception) -> str:

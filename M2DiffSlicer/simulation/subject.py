@@ -258,6 +258,7 @@ def write_subject(subject: Subject, folder: str | os.PathLike) -> Path:
     """Write the DEVELOPING.md subject folder (+ t1_brain skull-stripped T1 and brain_pet mask on the PET grid)."""
     import SimpleITK as sitk
 
+    from ..atomic import atomic_path, write_text_atomic
     from ..volumes import write_image_atomic
 
     folder = Path(folder)
@@ -273,12 +274,9 @@ def write_subject(subject: Subject, folder: str | os.PathLike) -> Path:
             # Whole Bq/ml (1e-4 of white matter) zeroes the float mantissa's noise bits: files shrink ~2x.
             write_image_atomic(_image(np.round(array).astype(np.float32), subject.pet_grid),
                                folder / f"pet_{name}.nii.gz")
-    temp = folder / ".t1_to_pet.tmp.tfm"
-    sitk.WriteTransform(transform_to_sitk(subject.transform), str(temp))
-    os.replace(temp, folder / "t1_to_pet.tfm")
-    temp = folder / ".meta.json.tmp"
-    temp.write_text(json.dumps(subject.meta, indent=1))
-    os.replace(temp, folder / "meta.json")
+    with atomic_path(folder / "t1_to_pet.tfm") as temp:
+        sitk.WriteTransform(transform_to_sitk(subject.transform), str(temp))
+    write_text_atomic(folder / "meta.json", json.dumps(subject.meta, indent=1))
     return folder
 
 
