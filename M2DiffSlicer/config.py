@@ -7,6 +7,7 @@ import enum
 import json
 from typing import TYPE_CHECKING, Any
 
+from .options import parse_enum
 from .presets import PRESETS, VARIANTS
 
 if TYPE_CHECKING:
@@ -86,14 +87,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name, kind in _ENUM_FIELDS.items():
-            value = getattr(self, name)
-            if not isinstance(value, kind):
-                try:
-                    value = kind(value)
-                except ValueError:
-                    choices = ", ".join(repr(m.value) for m in kind)
-                    raise ValueError(f"{name} must be one of {choices}, got {value!r}") from None
-                object.__setattr__(self, name, value)
+            object.__setattr__(self, name, parse_enum(kind, getattr(self, name), name))
         for name in ("image_size", "channel_mult", "attention_ds"):
             value = getattr(self, name)
             if not isinstance(value, (tuple, list)):

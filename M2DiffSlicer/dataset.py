@@ -23,6 +23,7 @@ import torch
 
 from .atomic import atomic_path, write_text_atomic
 from .errors import BadInputError
+from .options import parse_enum
 from .preprocess import ModelGrid, prepare_inputs, prepare_target
 
 SD_FILE = "pet_sd.nii.gz"
@@ -110,7 +111,7 @@ def load_subject(
     time changed. Raises BadInputError when a file of the subject folder is missing.
     """
     subject_dir = Path(subject_dir)
-    cache_dtype = CacheDtype(cache_dtype)
+    cache_dtype = parse_enum(CacheDtype, cache_dtype, "cache_dtype")
     sources = [subject_dir / ld_file(drf), subject_dir / SD_FILE, subject_dir / T1_FILE, subject_dir / TRANSFORM_FILE]
     missing = [str(p) for p in sources if not p.is_file()]
     if missing:
@@ -172,7 +173,7 @@ class SliceDataset:
         if not subjects:
             raise ValueError("subjects must not be empty")
         self.subjects = list(subjects)
-        self.orientations = [Orientation(o) for o in orientations]
+        self.orientations = [parse_enum(Orientation, o, "orientations") for o in orientations]
         if not self.orientations:
             raise ValueError("orientations must not be empty")
         self.slices: dict[Orientation, list[SliceRef]] = {}

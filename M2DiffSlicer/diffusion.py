@@ -19,6 +19,7 @@ import torch
 
 from .config import VarianceType  # one definition, shared with the network's output channels
 from .losses import gaussian_nll, mean_flat, normal_kl
+from .options import parse_enum
 
 NUM_TIMESTEPS = 1000
 
@@ -30,15 +31,6 @@ class BetaSchedule(enum.Enum):
 
     LINEAR = "linear"  # Ho et al. 2020, rescaled to the number of steps
     COSINE = "cosine"  # Nichol & Dhariwal 2021, equation 17
-
-
-def parse_enum(enum_cls: type[enum.Enum], value: Any, argument: str) -> Any:
-    """`enum_cls(value)`, or a ValueError naming the argument and the allowed values."""
-    try:
-        return enum_cls(value)
-    except ValueError:
-        allowed = ", ".join(repr(member.value) for member in enum_cls)
-        raise ValueError(f"{argument} must be one of {allowed}, got {value!r}") from None
 
 
 def get_beta_schedule(schedule: BetaSchedule | str, num_timesteps: int = NUM_TIMESTEPS) -> np.ndarray:

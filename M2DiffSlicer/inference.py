@@ -22,7 +22,8 @@ import torch
 
 from .dataset import Orientation
 from .destripe import DEFAULT_SIGMA, remove_stripes
-from .diffusion import GaussianDiffusion, parse_enum
+from .diffusion import GaussianDiffusion
+from .options import parse_enum
 from .sampling import SamplingMethod, sample_progressive
 
 # A slice is sampled when at least MIN_FRACTION of its LD-PET pixels exceed MIN_SIGNAL (network units, head mean

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from .diffusion import GaussianDiffusion, Model, parse_enum
+from .diffusion import GaussianDiffusion, Model
+from .options import parse_enum
 
 StepFn = Callable[[GaussianDiffusion, dict, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -24,9 +24,10 @@ from . import checkpoint
 from .atomic import atomic_path
 from .config import ModelConfig, build_model, model_config
 from .dataset import CacheDtype, Orientation, SliceDataset, SliceRef, find_subjects
-from .diffusion import BetaSchedule, GaussianDiffusion, get_beta_schedule, parse_enum
+from .diffusion import BetaSchedule, GaussianDiffusion, get_beta_schedule
 from .distributed import DistContext
 from .losses import mean_flat
+from .options import parse_enum
 from .preprocess import ModelGrid
 from .train_config import TrainConfig, TrainMode
 

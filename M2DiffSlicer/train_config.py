@@ -13,6 +13,8 @@ import json
 import typing
 from pathlib import Path
 
+from .options import parse_enum
+
 DEFAULT_GRID_SIZE_XYZ = [96, 112, 96]  # preprocess.ModelGrid's default (x, y, z)
 
 
@@ -61,9 +63,7 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.mode not in {m.value for m in TrainMode}:
-            choices = ", ".join(repr(m.value) for m in TrainMode)
-            raise ValueError(f"mode must be one of {choices}, got {self.mode!r}")
+        parse_enum(TrainMode, self.mode, "mode")  # the field stays a string: it is a JSON value and a CLI flag
         for name in ("batch_size", "steps", "log_interval", "checkpoint_interval", "diffusion_steps", "val_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -1,0 +1,20 @@
+"""Option parsing shared by every configuration object: enum choices checked once, errors naming the argument.
+
+Torch-free, so the light configuration modules (config.py, train_config.py) can use it.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, TypeVar
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def parse_enum(enum_cls: type[E], value: Any, argument: str) -> E:
+    """`enum_cls(value)` (a member or its value), or a ValueError naming the argument and the allowed values."""
+    try:
+        return enum_cls(value)
+    except ValueError:
+        allowed = ", ".join(repr(member.value) for member in enum_cls)
+        raise ValueError(f"{argument} must be one of {allowed}, got {value!r}") from None
