@@ -10,6 +10,8 @@ Volumes are numpy [Z, Y, X]; 2D metrics use the slices along `axis` (0 = axial).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage, stats
 
@@ -47,7 +49,7 @@ def ssim_map(pred: np.ndarray, ref: np.ndarray, dims: int = 3, data_range: float
         raise ValueError(f"dims={dims} must be 2 or 3")
     sigma = (0.0, SSIM_SIGMA, SSIM_SIGMA) if dims == 2 else SSIM_SIGMA
 
-    def blur(image):
+    def blur(image: np.ndarray) -> np.ndarray:
         return ndimage.gaussian_filter(image, sigma, truncate=SSIM_TRUNCATE, mode="reflect")
 
     x, y = pred.astype(np.float64), ref.astype(np.float64)
@@ -123,7 +125,7 @@ def default_mask(ref: np.ndarray, fraction: float = 0.15) -> np.ndarray:
     return ref >= fraction * float(np.percentile(ref, 99.9))
 
 
-def paired_ttest(a, b) -> dict[str, float]:
+def paired_ttest(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> dict[str, float]:
     """Paired t-test of per-subject values `a` vs `b` (scipy.stats.ttest_rel): t, p, mean_diff (a - b), n."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -55,11 +56,12 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
-class TimestepBlock(nn.Module):
+class TimestepBlock(nn.Module, abc.ABC):
     """A module whose forward takes the timestep embedding as a second argument."""
 
+    @abc.abstractmethod
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(type(self).__name__)
+        """[N x C x H x W] features and [N x emb_channels] embedding -> features."""
 
 
 class TimestepEmbedSequential(nn.Sequential):

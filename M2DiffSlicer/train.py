@@ -49,7 +49,9 @@ LossFn = Callable[[torch.nn.Module, torch.Tensor, dict[str, torch.Tensor], torch
 def diffusion_loss(diffusion: GaussianDiffusion) -> LossFn:
     """Per-sample M2Diff losses at uniformly drawn timesteps with generator-drawn noise."""
 
-    def loss(model, target, cond, generator):
+    def loss(
+        model: torch.nn.Module, target: torch.Tensor, cond: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         t = torch.randint(0, diffusion.num_timesteps, (target.shape[0],), generator=generator).to(target.device)
         noise = torch.randn(target.shape, generator=generator).to(target.device)
         return diffusion.training_losses(model, target, t, cond, noise=noise)
@@ -57,7 +59,9 @@ def diffusion_loss(diffusion: GaussianDiffusion) -> LossFn:
     return loss
 
 
-def regression_loss(model, target, cond, generator) -> dict[str, torch.Tensor]:
+def regression_loss(
+    model: torch.nn.Module, target: torch.Tensor, cond: dict[str, torch.Tensor], generator: torch.Generator
+) -> dict[str, torch.Tensor]:
     """Per-sample MSE of the network's direct prediction (x_t = 0, t = 0) to the SD-PET target [N x 1 x H x W]."""
     zeros_t = torch.zeros(target.shape[0], dtype=torch.long, device=target.device)
     out = model(torch.zeros_like(target), zeros_t, cond["ld_pet"], cond["t1"], cond["t1_present"])

@@ -195,3 +195,13 @@ def test_info_command_prints_configuration_and_parameter_count(capsys):
     out = capsys.readouterr().out
     assert "hff: concat" in out
     assert "parameters: 268.99 M (268,986,626)" in out
+
+
+def test_a_timestep_block_without_forward_cannot_be_built():
+    from M2DiffSlicer.nn import TimestepBlock
+
+    class Incomplete(TimestepBlock):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()
