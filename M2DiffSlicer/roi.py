@@ -119,7 +119,8 @@ def _image_statistics(array: np.ndarray, label_array: np.ndarray, indices: list[
              "peak": per_label(ndimage.maximum, local_mean(array, kernel)) if present else nan}
     reference = np.isin(label_array, reference_labels)
     reference_mean = float(array[reference].mean()) if reference.any() else float("nan")
-    stats["suvr"] = [m / reference_mean for m in means]
+    # A reference region without uptake gives no SUVR (NaN), not a crash: e.g. a model that outputs zeros.
+    stats["suvr"] = [m / reference_mean if reference_mean > 0 else float("nan") for m in means]
     return stats
 
 

@@ -88,6 +88,17 @@ def test_uniform_regions_give_exact_suvr_and_peak():
     assert cortex["peak"] == pytest.approx(3.0, rel=1e-12)
 
 
+def test_a_reference_region_without_uptake_gives_nan_suvr_not_an_error():
+    labels = np.zeros((8, 8, 8), np.int16)
+    labels[:4] = 1
+    labels[4:] = 2
+    activity = np.where(labels == 1, 2.0, 0.0).astype(np.float32)
+    table = roi_table({"input": _image(activity)}, _image(labels), {1: "Cortex", 2: "Cerebellum"})
+    cortex = table["rows"][0]["input"]
+    assert cortex["mean"] == 2.0
+    assert math.isnan(cortex["suvr"])
+
+
 def test_labelmap_on_another_grid_is_resampled_by_nearest_neighbour(phantom):
     ld, _, labels = phantom
     fine = sitk.Resample(_image(labels), [32, 28, 20], sitk.Transform(), sitk.sitkNearestNeighbor,
