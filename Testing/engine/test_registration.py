@@ -59,7 +59,6 @@ def test_a_supplied_transform_is_kept_when_optimisation_is_skipped(pair):
     assert sb.mean_displacement_mm(result.transform, TRUTH, sb.brain_points(pet)) == 0.0
 
 
-@pytest.mark.slow  # a second full registration: ~3 s alone, ~10 s on the shared CI cores
 def test_a_supplied_starting_transform_is_refined(pair):
     pet, t1 = pair
     start = sb.known_rigid((3.0, -2.0, 1.0), (2.0, -1.0, 1.0))

@@ -49,7 +49,6 @@ def _run(job: Path) -> tuple[int, list[dict]]:
     return process.returncode, [json.loads(line) for line in stdout.splitlines()]
 
 
-@pytest.mark.slow  # a worker process importing torch takes ~6-12 s on 2 shared cores
 def test_successful_job_prints_start_progress_and_result_as_json_lines(subject, tmp_path):
     code, events = _run(_job_file(tmp_path, subject))
     assert code == ExitCode.OK
@@ -64,7 +63,6 @@ def test_successful_job_prints_start_progress_and_result_as_json_lines(subject, 
     assert events[-1]["outputs"]["output"] == str(tmp_path / "out" / "enhanced.nii.gz")
 
 
-@pytest.mark.slow  # three worker processes
 @pytest.mark.parametrize("fields, error, code", [
     ({"pet": "no-such-pet.nii.gz"}, "BadInputError", ExitCode.BAD_INPUT),
     ({"steps": 0}, "BadInputError", ExitCode.BAD_INPUT),
@@ -77,7 +75,6 @@ def test_failure_is_one_error_event_and_its_exit_code(subject, tmp_path, fields,
     assert os.listdir(tmp_path / "out") == []
 
 
-@pytest.mark.slow  # a worker process
 def test_corrupt_weights_exit_with_the_model_code(subject, tmp_path):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(Path(subject["weights"]).read_bytes()[:5000])
@@ -93,7 +90,6 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-@pytest.mark.slow  # a worker process: ~10 s idle, ~18 s with the 2 cores shared
 def test_sigterm_mid_inference_cancels_with_code_5_and_leaves_nothing(subject, tmp_path):
     process = _start(_job_file(tmp_path, subject, steps=400, uncertainty_output=str(tmp_path / "out" / "u.nii.gz")))
     events = []

@@ -5,6 +5,5 @@ import pytest
 import M2DiffModule
 
 
-@pytest.mark.slow  # reason: runs the real worker (torch import, registration, tiny-model sampling) for ~10-30 s
 def test_module_self_test_enhances_a_small_subject_end_to_end(scene):
     M2DiffModule.M2DiffModuleTest().runTest()
