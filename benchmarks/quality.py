@@ -1,0 +1,321 @@
+"""Quality table on held-out simulated subjects: LD input, classical filters, regression UNet, V1, V2, M2Diff.
+
+    python benchmarks/quality.py --test data/test --val data/val --runs runs --out benchmarks/results
+
+`--test` subjects must never have been seen in training (the simulator's seeds 9000+); the Gaussian FWHM and the
+guided-filter settings are chosen on the `--val` subjects (seeds 8000+), never on the test ones. Every method
+works on the same inputs: the LD-PET and the T1 registered to it by the pipeline's own rigid registration
+(not the simulator's true transform). Metrics are computed on the PET grid against the SD-PET inside the brain
+mask: 2D axial-slice means (as the paper reports them) and 3D, plus the mean |regional SUVR bias| (reference
+region as in the subject's meta.json). Writes quality.json and quality.md; paired t-tests compare each method
+with M2Diff over subjects.
+
+Each (method, weights sha256, subject, DRF, steps) score and each registration is kept in `--cache`, so a rerun
+(e.g. once the last model has finished training) only computes what is new.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from M2DiffSlicer import metrics
+from M2DiffSlicer.checkpoint import load_checkpoint
+from M2DiffSlicer.filters import gaussian_postfilter, guided_filter
+from M2DiffSlicer.inference import InferenceOptions, run_inference
+from M2DiffSlicer.preprocess import prepare_inputs, resample_like, restore_output
+from M2DiffSlicer.registration import register_rigid
+from M2DiffSlicer.respace import create_diffusion
+
+GAUSSIAN_FWHM_MM = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
+GUIDED_RADIUS_MM = (4.0, 6.0, 8.0)
+GUIDED_EPSILON = (1e-3, 3e-3, 1e-2, 3e-2)
+
+
+@dataclass
+class Subject:
+    """One held-out subject on its PET grid ([z, y, x] arrays) with its T1 registered to the PET."""
+
+    name: str
+    ld: dict[int, sitk.Image]
+    sd: np.ndarray
+    t1: sitk.Image
+    t1_on_pet: np.ndarray
+    t1_to_pet: sitk.Transform
+    registration_error_mm: float
+    brain: np.ndarray
+    labels: np.ndarray
+    names: dict[int, str]
+    reference_label: int
+
+
+def load_subject(folder: Path, drfs: list[int], cache: Path) -> Subject:
+    meta = json.loads((folder / "meta.json").read_text())
+    ld = {drf: sitk.ReadImage(str(folder / f"pet_ld_drf{drf:03d}.nii.gz"), sitk.sitkFloat32) for drf in drfs}
+    sd_image = sitk.ReadImage(str(folder / "pet_sd.nii.gz"), sitk.sitkFloat32)
+    t1 = sitk.ReadImage(str(folder / "t1.nii.gz"), sitk.sitkFloat32)
+    # Registered to the noisiest PET the table uses: the harder, honest case for every MR-guided method.
+    registered = cache / f"{folder.parent.name}-{folder.name}-drf{max(drfs)}-t1_to_pet.tfm"
+    if not registered.exists():
+        sitk.WriteTransform(register_rigid(ld[max(drfs)], t1).transform, str(registered))
+    transform = sitk.ReadTransform(str(registered))
+    true_transform = sitk.ReadTransform(str(folder / "t1_to_pet.tfm"))
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "roi_pet.nii.gz"))).astype(np.int32)
+    names = {int(k): v for k, v in meta["labels"].items()}
+    reference = [k for k, v in names.items() if v == meta["reference_region"]]
+    return Subject(
+        name=folder.name,
+        ld=ld,
+        sd=sitk.GetArrayFromImage(sd_image),
+        t1=t1,
+        t1_on_pet=sitk.GetArrayFromImage(resample_like(t1, sd_image, transform)),
+        t1_to_pet=transform,
+        registration_error_mm=_transform_distance_mm(transform, true_transform, labels, sd_image),
+        brain=sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "brain_pet.nii.gz"))) > 0,
+        labels=labels,
+        names=names,
+        reference_label=reference[0],
+    )
+
+
+def _transform_distance_mm(a: sitk.Transform, b: sitk.Transform, labels: np.ndarray, grid: sitk.Image) -> float:
+    """Mean distance between where two transforms send the brain's voxel centres."""
+    points = np.argwhere(labels > 0)[::50]
+    distances = []
+    for z, y, x in points:
+        p = grid.TransformIndexToPhysicalPoint((int(x), int(y), int(z)))
+        distances.append(np.linalg.norm(np.subtract(a.TransformPoint(p), b.TransformPoint(p))))
+    return float(np.mean(distances))
+
+
+def score(pred: np.ndarray, subject: Subject) -> dict:
+    """2D-slice and 3D metrics in the brain mask, and the mean |regional SUVR bias| vs the SD-PET (%)."""
+    result = metrics.evaluate(pred, subject.sd, subject.brain)
+    ref_suvr = _suvr(subject.sd, subject)
+    pred_suvr = _suvr(pred, subject)
+    bias = [100.0 * (pred_suvr[k] - ref_suvr[k]) / ref_suvr[k] for k in ref_suvr if k != subject.reference_label]
+    return {
+        "psnr_2d": result["slices_2d"]["psnr"],
+        "ssim_2d": result["slices_2d"]["ssim"],
+        "nmse_2d": result["slices_2d"]["nmse"],
+        "psnr_3d": result["psnr_3d"],
+        "ssim_3d": result["ssim_3d"],
+        "nmse_3d": result["nmse_3d"],
+        "suvr_abs_bias_pct": float(np.mean(np.abs(bias))),
+    }
+
+
+def _suvr(volume: np.ndarray, subject: Subject) -> dict[int, float]:
+    flat = subject.labels.ravel()
+    counts = np.bincount(flat)
+    means = np.bincount(flat, weights=volume.ravel().astype(np.float64)) / np.maximum(counts, 1)
+    reference = means[subject.reference_label]
+    return {k: means[k] / reference for k in range(1, len(counts)) if counts[k] > 0}
+
+
+class NetworkMethod:
+    """A trained checkpoint run through the product's own inference path (prepare -> sample -> fuse -> restore)."""
+
+    def __init__(self, checkpoint: Path, steps: int, use_t1: bool, orientations: tuple[str, ...]):
+        self.sha256 = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+        self.model, self.config, meta = load_checkpoint(checkpoint)
+        train_config = meta.get("train_config", {})
+        self.regression = train_config.get("mode") == "regression"
+        self.steps = 1 if self.regression else steps
+        self.diffusion = create_diffusion(
+            schedule=train_config.get("schedule", "linear"),
+            variance=self.config.variance,
+            respacing=f"trailing{self.steps}",
+        )
+        self.use_t1 = use_t1
+        self.orientations = orientations
+
+    def __call__(self, subject: Subject, drf: int, seed: int) -> np.ndarray:
+        pet = subject.ld[drf]
+        prepared = prepare_inputs(pet, subject.t1 if self.use_t1 else None, subject.t1_to_pet)
+        options = InferenceOptions(steps=self.steps, orientations=self.orientations, seed=seed, device="cpu")
+        model = _RegressionCall(self.model) if self.regression else self.model
+        generator = run_inference(model, self.diffusion, prepared.pet, prepared.t1, options, torch.device("cpu"))
+        try:
+            while True:
+                next(generator)
+        except StopIteration as stop:
+            result = stop.value
+        return sitk.GetArrayFromImage(restore_output(result.volume, prepared, pet))
+
+
+class _RegressionCall:
+    """The regression baseline sees x_t = 0 and t = 0 (how it was trained), whatever the sampler passes."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+
+    def __call__(self, x_t, t, ld_pet, t1=None, t1_present=None):
+        return self.model(torch.zeros_like(x_t), torch.zeros_like(t), ld_pet, t1, t1_present)
+
+    def parameters(self):
+        return self.model.parameters()
+
+
+def choose_filters(val_subjects: list[Subject], drf: int) -> dict:
+    """Gaussian FWHM and guided-filter (radius, epsilon) maximising the mean 2D PSNR on validation subjects."""
+    def mean_psnr(filter_fn) -> float:
+        return float(np.mean([score(filter_fn(s), s)["psnr_2d"] for s in val_subjects]))
+
+    spacing = lambda s: s.ld[drf].GetSpacing()[::-1]  # noqa: E731 - [z, y, x]
+    ld = lambda s: sitk.GetArrayFromImage(s.ld[drf])  # noqa: E731
+    fwhm = max(GAUSSIAN_FWHM_MM, key=lambda f: mean_psnr(lambda s: gaussian_postfilter(ld(s), f, spacing(s))))
+    radius, epsilon = max(
+        itertools.product(GUIDED_RADIUS_MM, GUIDED_EPSILON),
+        key=lambda p: mean_psnr(lambda s: guided_filter(ld(s), s.t1_on_pet, p[0], p[1], spacing(s))),
+    )
+    return {"gaussian_fwhm_mm": fwhm, "guided_radius_mm": radius, "guided_epsilon": epsilon}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--test", type=Path, required=True, help="folder of held-out sub-* folders")
+    parser.add_argument("--val", type=Path, required=True, help="folder of validation sub-* folders (filter tuning)")
+    parser.add_argument("--runs", type=Path, required=True, help="folder with <run>/checkpoints/best.pt")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--drf", type=int, nargs="+", default=[100])
+    parser.add_argument("--subjects", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10, help="sampling steps of the diffusion methods")
+    parser.add_argument("--sweep", type=int, nargs="*", default=[1, 2, 5, 10, 25], help="M2Diff steps to sweep")
+    parser.add_argument("--sweep-subjects", type=int, default=4)
+    parser.add_argument("--orientations", nargs="+", default=["axial", "coronal", "sagittal"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=Path("benchmarks/results/cache"),
+                        help="scores and registrations already computed")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    orientations = tuple(args.orientations)
+
+    test_folders = sorted(p for p in args.test.iterdir() if p.name.startswith("sub-"))[: args.subjects]
+    val_folders = sorted(p for p in args.val.iterdir() if p.name.startswith("sub-"))
+    if len(test_folders) < 2:
+        raise SystemExit("need at least 2 held-out subjects for paired t-tests")
+    print(f"loading and registering {len(test_folders)} test + {len(val_folders)} validation subjects", flush=True)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    test = [load_subject(f, args.drf, args.cache) for f in test_folders]
+    val = [load_subject(f, args.drf, args.cache) for f in val_folders]
+    cached = _ScoreCache(args.cache / "scores.json")
+
+    networks = {
+        "Regression UNet (LD-PET + T1)": ("regression", True),
+        "V1 diffusion (PET only)": ("v1", True),
+        "V2 diffusion (PET + T1 concatenated)": ("v2", True),
+        "M2Diff": ("m2diff", True),
+        "M2Diff without T1 (MRI-free)": ("m2diff", False),
+    }
+    report: dict = {"subjects": [s.name for s in test], "validation_subjects": [s.name for s in val],
+                    "registration_error_mm": {s.name: s.registration_error_mm for s in test},
+                    "steps": args.steps, "orientations": list(orientations), "drf": {}}
+    for drf in args.drf:
+        chosen = choose_filters(val, drf)
+        print(f"DRF {drf}: filters chosen on validation subjects: {chosen}", flush=True)
+        keys = {}
+        methods = {
+            "LD input": lambda s, d=drf: sitk.GetArrayFromImage(s.ld[d]),
+            f"Gaussian post-filter (FWHM {chosen['gaussian_fwhm_mm']:g} mm)": lambda s, d=drf: gaussian_postfilter(
+                sitk.GetArrayFromImage(s.ld[d]), chosen["gaussian_fwhm_mm"], s.ld[d].GetSpacing()[::-1]),
+            "MR-guided filter": lambda s, d=drf: guided_filter(
+                sitk.GetArrayFromImage(s.ld[d]), s.t1_on_pet, chosen["guided_radius_mm"], chosen["guided_epsilon"],
+                s.ld[d].GetSpacing()[::-1]),
+        }
+        for label, (run, use_t1) in networks.items():
+            checkpoint = args.runs / run / "checkpoints" / "best.pt"
+            if not checkpoint.exists():
+                print(f"  skipping {label}: {checkpoint} not found", flush=True)
+                continue
+            network = NetworkMethod(checkpoint, args.steps, use_t1, orientations)
+            methods[label] = lambda s, d=drf, n=network: n(s, d, seed=0)
+            keys[label] = f"{network.sha256[:16]}-steps{network.steps}-{'-'.join(orientations)}"
+        rows = {}
+        for label, method in methods.items():
+            started = time.perf_counter()
+            key = f"{label}|{keys.get(label, json.dumps(chosen, sort_keys=True))}|drf{drf}"
+            rows[label] = [cached.get(f"{key}|{s.name}", lambda s=s: score(method(s), s)) for s in test]
+            print(f"  {label}: {_summary(rows[label])} ({time.perf_counter() - started:.0f} s)", flush=True)
+        report["drf"][str(drf)] = {"filters": chosen, "per_subject": rows, "ttest_vs_m2diff": _ttests(rows)}
+    m2diff_checkpoint = args.runs / "m2diff" / "checkpoints" / "best.pt"
+    if args.sweep and m2diff_checkpoint.exists():
+        drf = args.drf[0]
+        sweep = {}
+        for steps in args.sweep:
+            network = NetworkMethod(m2diff_checkpoint, steps, True, orientations)
+            key = f"M2Diff|{network.sha256[:16]}-steps{network.steps}-{'-'.join(orientations)}|drf{drf}"
+            sweep[str(steps)] = [cached.get(f"{key}|{s.name}", lambda s=s, n=network: score(n(s, drf, seed=0), s))
+                                 for s in test[: args.sweep_subjects]]
+            print(f"  M2Diff {steps} steps: {_summary(sweep[str(steps)])}", flush=True)
+        report["steps_sweep"] = {"drf": drf, "subjects": [s.name for s in test[: args.sweep_subjects]], "rows": sweep}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.json").write_text(json.dumps(report, indent=1))
+    (args.out / "quality.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+class _ScoreCache:
+    """Scores already computed, in one JSON file written after each new entry."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.scores = json.loads(path.read_text()) if path.exists() else {}
+
+    def get(self, key: str, compute) -> dict:
+        if key not in self.scores:
+            self.scores[key] = compute()
+            self.path.write_text(json.dumps(self.scores, indent=1))
+        return self.scores[key]
+
+
+KEYS = ("psnr_2d", "ssim_2d", "nmse_2d", "psnr_3d", "ssim_3d", "suvr_abs_bias_pct")
+
+
+def _summary(rows: list[dict]) -> str:
+    return ", ".join(f"{k} {np.mean([r[k] for r in rows]):.4g}" for k in KEYS)
+
+
+def _ttests(rows: dict[str, list[dict]]) -> dict:
+    if "M2Diff" not in rows:
+        return {}
+    return {label: {k: metrics.paired_ttest([r[k] for r in values], [r[k] for r in rows["M2Diff"]]) for k in KEYS}
+            for label, values in rows.items() if label != "M2Diff"}
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Held-out subjects: {', '.join(report['subjects'])}; diffusion sampling: {report['steps']} DDIM steps, "
+             f"orientations {', '.join(report['orientations'])}. Mean ± SD over subjects; p: paired t-test vs M2Diff "
+             "(PSNR 2D).", ""]
+    for drf, block in report["drf"].items():
+        lines += [f"### DRF {drf}", "",
+                  "| method | PSNR 2D (dB) | SSIM 2D | NMSE 2D | PSNR 3D (dB) | SSIM 3D | mean abs SUVR bias (%) | p |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for label, rows in block["per_subject"].items():
+            cells = [f"{np.mean([r[k] for r in rows]):.4g} ± {np.std([r[k] for r in rows]):.2g}" for k in KEYS]
+            p = block["ttest_vs_m2diff"].get(label, {}).get("psnr_2d", {}).get("p")
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {'' if p is None else f'{p:.2g}'} |")
+        lines.append("")
+    if "steps_sweep" in report:
+        sweep = report["steps_sweep"]
+        lines += [f"### M2Diff quality vs sampling steps (DRF {sweep['drf']}, {len(sweep['subjects'])} subjects)", "",
+                  "| steps | PSNR 2D (dB) | SSIM 2D | mean abs SUVR bias (%) |", "|---|---|---|---|"]
+        for steps, rows in sweep["rows"].items():
+            lines.append(f"| {steps} | " + " | ".join(
+                f"{np.mean([r[k] for r in rows]):.4g}" for k in ("psnr_2d", "ssim_2d", "suvr_abs_bias_pct")) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Turn a training run's best EMA checkpoint into release weights with a catalogue entry.
+
+    python scripts/release_weights.py --run runs/m2diff --id m2diff-small-sim --version 0.1.0 \
+        --quality benchmarks/results/quality.json --quality-label M2Diff --default
+
+Writes Resources/Models/<id>.pt (float16 tensors, loaded back as float32) and adds or replaces the entry in
+Resources/Models/models.json: sha256, preset/variant, how it was trained (from the run's train_config.json and
+log.jsonl) and its held-out metrics (from benchmarks/quality.py's JSON). The catalogue is validated against
+models-schema.json before it is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from M2DiffSlicer.catalogue import validate_catalogue
+from M2DiffSlicer.checkpoint import load_checkpoint, save_checkpoint
+from M2DiffSlicer.resources import resource_path
+
+
+def training_summary(run: Path) -> dict:
+    """Data, budget and final losses of a run, from its train_config.json and log.jsonl."""
+    config = json.loads((run / "train_config.json").read_text())
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    validations = [r for r in records if "val_loss" in r]
+    data = [Path(folder) for folder in config["data"]]
+    subjects = sorted(p.name for folder in data for p in folder.iterdir() if p.name.startswith("sub-"))
+    return {
+        "data": "simulated subjects (m2diff simulate, seeds 1000+): " + f"{len(subjects)} training subjects "
+                f"({subjects[0]}..{subjects[-1]}), validation {', '.join(Path(v).name for v in config['val'])}",
+        "drf": config["drf"],
+        "mode": config["mode"],
+        "steps": records[-1]["step"] if records else 0,
+        "batch_size": config["batch_size"],
+        "lr": config["lr"],
+        "ema_rate": config["ema_rate"],
+        "t1_dropout": config["t1_dropout"],
+        "schedule": config["schedule"],
+        "wall_clock_s": round(records[-1]["elapsed_s"]) if records else 0,
+        "hardware": "1 CPU thread shared on a 2-core machine",
+        "best_val_loss": min((r["val_loss"] for r in validations), default=None),
+    }
+
+
+def held_out_metrics(quality: Path, label: str) -> dict:
+    """Mean metrics of one method per DRF from benchmarks/quality.py's JSON."""
+    report = json.loads(quality.read_text())
+    metrics = {"subjects": report["subjects"], "sampling_steps": report["steps"]}
+    for drf, block in report["drf"].items():
+        rows = block["per_subject"].get(label)
+        if rows:
+            metrics[f"drf{drf}"] = {key: round(float(np.mean([r[key] for r in rows])), 4) for key in rows[0]}
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="training run folder (m2diff train --out)")
+    parser.add_argument("--id", required=True)
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--quality", type=Path, help="benchmarks/quality.py JSON with this model's held-out rows")
+    parser.add_argument("--quality-label", default="M2Diff", help="the method's row label in that JSON")
+    parser.add_argument("--default", action="store_true", help="make this the model enhance uses by default")
+    args = parser.parse_args(argv)
+
+    model, config, _ = load_checkpoint(args.run / "checkpoints" / "best.pt")
+    train_config = json.loads((args.run / "train_config.json").read_text())
+    file_name = f"{args.id}.pt"
+    training = training_summary(args.run)
+    # The pipeline reads the schedule and model grid from meta["train_config"], as from a training checkpoint.
+    sha256 = save_checkpoint(resource_path("Models", file_name), model, config,
+                             meta={"id": args.id, "version": args.version, "train_config": train_config}, half=True)
+    entry = {"id": args.id, "version": args.version, "preset": train_config["preset"],
+             "variant": train_config["variant"], "file": file_name,
+             "sha256": sha256, "default": args.default, "training": training,
+             "metrics": held_out_metrics(args.quality, args.quality_label) if args.quality else {}}
+    catalogue_path = resource_path("Models", "models.json")
+    entries = [e for e in json.loads(catalogue_path.read_text()) if e["id"] != args.id]
+    if args.default:
+        entries = [dict(e, default=False) for e in entries]
+    entries.insert(0, entry)
+    validate_catalogue(entries)
+    catalogue_path.write_text(json.dumps(entries, indent=2) + "\n")
+    print(f"{file_name}: sha256 {sha256}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
