@@ -83,7 +83,7 @@ def registerSampleData():
 class M2DiffEngineSettings:
     """Engine options: sampling steps, slice orientations, device, random seed, uncertainty map, model file."""
 
-    steps: Annotated[int, WithinRange(1, 1000)] = 10
+    steps: Annotated[int, WithinRange(1, 1000)] = 2  # the engine's DEFAULT_SAMPLING_STEPS
     orientations: Orientations = Orientations.ALL
     device: Device = Device.AUTO
     seed: Annotated[int, WithinRange(0, 2147483647)] = 0
@@ -269,7 +269,7 @@ class M2DiffModuleLogic(ScriptedLoadableModuleLogic):
                                               parameterNode.outputVolume, settingsFromParameterNode(parameterNode),
                                               waitForCompletion=waitForCompletion)
 
-    def process(self, ldPet, t1=None, roi=None, output=None, steps: int = 10,
+    def process(self, ldPet, t1=None, roi=None, output=None, steps: int = 2,
                 orientations: Orientations = Orientations.ALL, device: Device = Device.AUTO, seed: int = 0,
                 uncertainty: bool = False, weights: str | None = None, batchSize: int = 16,
                 waitForCompletion: bool = True, showResult: bool = True):

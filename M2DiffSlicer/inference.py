@@ -23,7 +23,7 @@ import torch
 from .dataset import Orientation
 from .destripe import DEFAULT_SIGMA, remove_stripes
 from .diffusion import GaussianDiffusion
-from .options import parse_enum
+from .options import DEFAULT_SAMPLING_STEPS, parse_enum
 from .sampling import SamplingMethod, sample_progressive
 
 # A slice is sampled when at least MIN_FRACTION of its LD-PET pixels exceed MIN_SIGNAL (network units, head mean
@@ -55,7 +55,7 @@ class InferenceOptions:
     stripe filter (0 disables it). uncertainty: also return the per-voxel spread of the estimates.
     """
 
-    steps: int = 10
+    steps: int = DEFAULT_SAMPLING_STEPS
     orientations: tuple[Orientation, ...] = tuple(Orientation)
     batch_size: int = 16
     seed: int = 0

@@ -30,6 +30,7 @@ from .catalogue import resolve_weights
 from .checkpoint import file_sha256, load_checkpoint
 from .errors import BadInputError, CancelledError, ModelError
 from .inference import InferenceOptions, InferenceResult, device_report, resolve_device, run_inference
+from .options import DEFAULT_SAMPLING_STEPS
 from .preprocess import ModelGrid, PreparedInputs, prepare_inputs, restore_output
 from .registration import register_rigid
 from .respace import create_diffusion
@@ -70,7 +71,7 @@ class EnhanceJob:
     roi_json: str | None = None
     report: str | None = None
     weights: str | None = None
-    steps: int = 10
+    steps: int = DEFAULT_SAMPLING_STEPS
     orientations: list[str] = dataclasses.field(default_factory=lambda: list(ALL_ORIENTATIONS))
     device: str = "auto"
     seed: int = 0

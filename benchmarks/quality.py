@@ -38,8 +38,8 @@ from M2DiffSlicer.registration import register_rigid
 from M2DiffSlicer.respace import create_diffusion
 
 GAUSSIAN_FWHM_MM = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
-GUIDED_RADIUS_MM = (4.0, 6.0, 8.0)
-GUIDED_EPSILON = (1e-3, 3e-3, 1e-2, 3e-2)
+GUIDED_RADIUS_MM = (2.0, 4.0, 6.0, 8.0)
+GUIDED_EPSILON = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
 
 @dataclass
@@ -189,10 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, required=True, help="folder with <run>/checkpoints/best.pt")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--drf", type=int, nargs="+", default=[100])
+    parser.add_argument("--network-drf", type=int, nargs="*", default=None,
+                        help="DRFs at which the trained networks are evaluated (default: every --drf)")
     parser.add_argument("--subjects", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10, help="sampling steps of the diffusion methods")
     parser.add_argument("--sweep", type=int, nargs="*", default=[1, 2, 5, 10, 25], help="M2Diff steps to sweep")
     parser.add_argument("--sweep-subjects", type=int, default=4)
+    parser.add_argument("--sweep-orientations", nargs="+", default=None,
+                        help="orientations of the steps sweep (default: --orientations)")
     parser.add_argument("--orientations", nargs="+", default=["axial", "coronal", "sagittal"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/results/cache"),
@@ -234,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                 s.ld[d].GetSpacing()[::-1]),
         }
         for label, (run, use_t1) in networks.items():
+            if args.network_drf is not None and drf not in args.network_drf:
+                break
             checkpoint = args.runs / run / "checkpoints" / "best.pt"
             if not checkpoint.exists():
                 print(f"  skipping {label}: {checkpoint} not found", flush=True)
@@ -252,13 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep and m2diff_checkpoint.exists():
         drf = args.drf[0]
         sweep = {}
+        sweep_orientations = tuple(args.sweep_orientations or orientations)
         for steps in args.sweep:
-            network = NetworkMethod(m2diff_checkpoint, steps, True, orientations)
-            key = f"M2Diff|{network.sha256[:16]}-steps{network.steps}-{'-'.join(orientations)}|drf{drf}"
+            network = NetworkMethod(m2diff_checkpoint, steps, True, sweep_orientations)
+            key = f"M2Diff|{network.sha256[:16]}-steps{network.steps}-{'-'.join(sweep_orientations)}|drf{drf}"
             sweep[str(steps)] = [cached.get(f"{key}|{s.name}", lambda s=s, n=network: score(n(s, drf, seed=0), s))
                                  for s in test[: args.sweep_subjects]]
             print(f"  M2Diff {steps} steps: {_summary(sweep[str(steps)])}", flush=True)
-        report["steps_sweep"] = {"drf": drf, "subjects": [s.name for s in test[: args.sweep_subjects]], "rows": sweep}
+        report["steps_sweep"] = {"drf": drf, "subjects": [s.name for s in test[: args.sweep_subjects]],
+                                 "orientations": list(sweep_orientations), "rows": sweep}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(report, indent=1))
     (args.out / "quality.md").write_text(markdown(report))
@@ -309,7 +317,8 @@ def markdown(report: dict) -> str:
         lines.append("")
     if "steps_sweep" in report:
         sweep = report["steps_sweep"]
-        lines += [f"### M2Diff quality vs sampling steps (DRF {sweep['drf']}, {len(sweep['subjects'])} subjects)", "",
+        lines += [f"### M2Diff quality vs sampling steps (DRF {sweep['drf']}, {len(sweep['subjects'])} subjects, "
+                  f"orientations {', '.join(sweep['orientations'])})", "",
                   "| steps | PSNR 2D (dB) | SSIM 2D | mean abs SUVR bias (%) |", "|---|---|---|---|"]
         for steps, rows in sweep["rows"].items():
             lines.append(f"| {steps} | " + " | ".join(

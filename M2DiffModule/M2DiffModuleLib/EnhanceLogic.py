@@ -72,7 +72,7 @@ class Signal:
 class EnhanceSettings:
     """Engine options of one job (mirrors the job.json keys)."""
 
-    steps: int = 10
+    steps: int = 2  # the engine's DEFAULT_SAMPLING_STEPS (M2DiffSlicer/options.py)
     orientations: Orientations = Orientations.ALL
     device: Device = Device.AUTO
     seed: int = 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..options import DEFAULT_SAMPLING_STEPS
+
 SAMPLE = ("SampleData", "sub-0007")
 
 
@@ -12,7 +14,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     """Add the `demo` options."""
     parser.add_argument("--out", default="demo_output", help="folder for the outputs (created if missing)")
     parser.add_argument("--weights", default=None, help="checkpoint path or catalogue id (default: catalogue default)")
-    parser.add_argument("--steps", type=int, default=10, help="sampling steps K")
+    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="sampling steps K")
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
     parser.add_argument("--mri-free", action="store_true", help="ignore the T1 (MRI-free mode)")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..options import DEFAULT_SAMPLING_STEPS
+
 ORIENTATIONS = ("axial", "coronal", "sagittal")
 
 
@@ -14,7 +16,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--t1", default=None, help="T1 MRI of the same subject (omit for MRI-free mode)")
     parser.add_argument("--out", required=True, help="enhanced PET to write (.nii.gz, .nrrd, ...)")
     parser.add_argument("--weights", default=None, help="checkpoint path or catalogue id (default: catalogue default)")
-    parser.add_argument("--steps", type=int, default=10, help="sampling steps K (respaced DDIM)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="sampling steps K (respaced DDIM)")
     parser.add_argument("--orientations", nargs="+", default=list(ORIENTATIONS), choices=ORIENTATIONS,
                         help="slice stacks to sample and fuse")
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))

@@ -259,3 +259,15 @@ def test_an_invalid_catalogue_is_rejected_naming_the_problem(resources, monkeypa
     resources(entries)
     with pytest.raises(ModelError, match=f"invalid model catalogue.*{match}"):
         load_catalogue()
+
+
+def test_the_shipped_default_model_is_installed_intact_and_loads():
+    """The committed release weights match their catalogue sha256 and build the catalogued network."""
+    from M2DiffSlicer.catalogue import default_entry, resolve_weights
+
+    entry = default_entry()
+    path, expected = resolve_weights(None)
+    assert expected == entry.sha256
+    model, config, meta = load_checkpoint(path, expected_sha256=expected)
+    assert config.to_dict() == model_config(entry.preset, entry.variant).to_dict()
+    assert meta["train_config"]["mode"] == "diffusion"
