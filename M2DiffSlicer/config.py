@@ -7,7 +7,7 @@ import enum
 import json
 from typing import TYPE_CHECKING, Any
 
-from .options import parse_enum
+from .options import parse_enum, reject_unknown_fields
 from .presets import PRESETS, VARIANTS
 
 if TYPE_CHECKING:
@@ -180,10 +180,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Inverse of `to_dict`; unknown or missing keys raise ValueError."""
-        names = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig field(s): {', '.join(unknown)}")
+        reject_unknown_fields(cls, data)
         try:
             return cls(**data)
         except TypeError as error:  # a required field is missing

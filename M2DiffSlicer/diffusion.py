@@ -19,7 +19,7 @@ import torch
 
 from .config import VarianceType  # one definition, shared with the network's output channels
 from .losses import gaussian_nll, mean_flat, normal_kl
-from .options import parse_enum
+from .options import parse_enum, reject_unknown_fields
 
 NUM_TIMESTEPS = 1000
 
@@ -72,10 +72,7 @@ class LossWeights:
     @classmethod
     def from_dict(cls, values: Mapping[str, float]) -> LossWeights:
         """Inverse of to_dict; unknown keys raise a ValueError."""
-        names = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown loss weights {unknown}; known: {sorted(names)}")
+        reject_unknown_fields(cls, values)
         return cls(**{key: float(value) for key, value in values.items()})
 
 

@@ -5,7 +5,9 @@ Torch-free, so the light configuration modules (config.py, train_config.py) can 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 E = TypeVar("E", bound=enum.Enum)
@@ -13,6 +15,14 @@ E = TypeVar("E", bound=enum.Enum)
 # Sampling steps K when none are asked for: the setting of the held-out quality table (benchmarks/results/quality.md),
 # where more steps did not raise PSNR/SSIM for the shipped weights, and what keeps a CPU run near a minute.
 DEFAULT_SAMPLING_STEPS = 2
+
+
+def reject_unknown_fields(cls: type, keys: Iterable[str]) -> None:
+    """ValueError naming the keys that are not fields of the dataclass `cls` (JSON round-trips stay strict)."""
+    names = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(keys) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; known: {', '.join(sorted(names))}")
 
 
 def parse_enum(enum_cls: type[E], value: Any, argument: str) -> E:

@@ -13,7 +13,7 @@ import json
 import typing
 from pathlib import Path
 
-from .options import parse_enum
+from .options import parse_enum, reject_unknown_fields
 
 DEFAULT_GRID_SIZE_XYZ = [96, 112, 96]  # preprocess.ModelGrid's default (x, y, z)
 
@@ -92,9 +92,7 @@ class TrainConfig:
     def from_json(cls, text: str) -> TrainConfig:
         """Inverse of to_json; unknown keys raise ValueError."""
         data = json.loads(text)
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s): {', '.join(unknown)}")
+        reject_unknown_fields(cls, data)
         return cls(**data)
 
 

@@ -34,3 +34,16 @@ def test_train_config_rejects_an_unknown_mode_by_name():
 def test_load_subject_rejects_an_unknown_cache_dtype_by_name(tmp_path):
     with pytest.raises(ValueError, match=r"^cache_dtype must be one of 'float16', 'float32', got 'int8'$"):
         load_subject(tmp_path, 100, cache_dtype="int8")
+
+
+def test_json_round_trips_reject_unknown_fields_by_name():
+    from M2DiffSlicer.config import ModelConfig, model_config
+    from M2DiffSlicer.diffusion import LossWeights
+    from M2DiffSlicer.train_config import TrainConfig
+
+    with pytest.raises(ValueError, match="unknown ModelConfig field.*bogus"):
+        ModelConfig.from_dict({**model_config("tiny").to_dict(), "bogus": 1})
+    with pytest.raises(ValueError, match="unknown LossWeights field.*bogus"):
+        LossWeights.from_dict({"bogus": 1.0})
+    with pytest.raises(ValueError, match="unknown TrainConfig field.*bogus"):
+        TrainConfig.from_json('{"bogus": 1}')
