@@ -185,9 +185,18 @@ class Trainer:
 
     # ---- one step ----------------------------------------------------------------------------------------------
 
+    def learning_rate(self, step: int) -> float:
+        """Adam's rate at `step`: `lr`, falling linearly to 0 at `steps` from `lr_decay_start` (when set)."""
+        config = self.config
+        if not config.lr_decay_start or step < config.lr_decay_start:
+            return config.lr
+        return config.lr * (config.steps - step) / (config.steps - config.lr_decay_start)
+
     def train_step(self) -> dict[str, float]:
         """Run step `self.step` (forward, backward, clip, Adam, EMA) and return its mean loss terms."""
         config = self.config
+        for group in self.optimizer.param_groups:  # set every step: a resumed run may change the schedule
+            group["lr"] = self.learning_rate(self.step)
         refs = self._epoch(self.step // self.batches_per_epoch)[self.step % self.batches_per_epoch]
         data_rng, torch_seed, dropout_seed = _step_seeds(config.seed, self.step, self.context.rank)
         batch = self.train_set.collate(refs, data_rng, config.t1_dropout, config.flip)
@@ -264,7 +273,7 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
-            "best_val": self.best_val,
+            "best_val_mse": self.best_val,
             "elapsed_s": self.elapsed_s,
         }
 
@@ -282,15 +291,18 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.step, self.best_val, self.elapsed_s = int(state["step"]), float(state["best_val"]), float(state["elapsed_s"])
+        self.step, self.elapsed_s = int(state["step"]), float(state["elapsed_s"])
+        # States written before best.pt was chosen on val_mse hold "best_val" (a val_loss): start selection afresh.
+        self.best_val = float(state.get("best_val_mse", math.inf))
 
     def save(self, validation: Mapping[str, float] | None = None) -> None:
         """Write the latest state and EMA weights (main rank only); best.pt too when `validation` improved."""
         if not self.context.is_main:
             return
         meta = {"step": self.step, "train_config": json.loads(self.config.to_json())}
-        if validation is not None and validation["val_loss"] < self.best_val:
-            self.best_val = validation["val_loss"]
+        # Select on the x0 error, what sampling returns; the diffusion objective adds VLB terms that do not track it.
+        if validation is not None and validation["val_mse"] < self.best_val:
+            self.best_val = validation["val_mse"]
             checkpoint.save_checkpoint(self.checkpoints / BEST_FILE, self.ema, self.model_config, dict(meta, **validation))
         checkpoint.save_checkpoint(self.checkpoints / EMA_FILE, self.ema, self.model_config, meta)
         with atomic_path(self.checkpoints / STATE_FILE) as temp:

@@ -46,6 +46,8 @@ class TrainConfig:
     cache_dtype: str = "float32"
     batch_size: int = 8
     lr: float = 1e-4
+    # Step from which the learning rate falls linearly to 0 at `steps`; 0 keeps it constant throughout.
+    lr_decay_start: int = 0
     weight_decay: float = 0.0
     # IDDPM uses 0.9999 over ~10^6 steps; CPU-length runs of 10^3-10^4 steps need a shorter memory.
     ema_rate: float = 0.999
@@ -70,6 +72,8 @@ class TrainConfig:
         for name in ("val_interval", "threads", "weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.lr_decay_start < self.steps:
+            raise ValueError(f"lr_decay_start must be in [0, steps={self.steps}), got {self.lr_decay_start}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.ema_rate < 1.0:

@@ -46,7 +46,7 @@ def test_train_config_round_trips_through_json_and_generated_flags():
 
 @pytest.mark.parametrize(
     "field, value", [("mode", "gan"), ("ema_rate", 1.0), ("t1_dropout", 1.5), ("batch_size", 0),
-                     ("val_timesteps", [1000]), ("lr", 0.0)]
+                     ("val_timesteps", [1000]), ("lr", 0.0), ("lr_decay_start", 10000), ("lr_decay_start", -1)]
 )
 def test_a_bad_train_option_raises_value_error_naming_it(field, value):
     with pytest.raises(ValueError, match=field):
@@ -96,10 +96,11 @@ def test_a_vanishing_learning_rate_leaves_the_validation_loss_where_it_was(data_
     assert trainer.validate()["val_loss"] == pytest.approx(before, rel=1e-3)
 
 
-def test_resuming_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):
-    straight = train(tiny_config(data_dir, tmp_path / "straight", steps=6))
-    train(tiny_config(data_dir, tmp_path / "resumed", steps=3))
-    resumed = Trainer(tiny_config(data_dir, tmp_path / "resumed", steps=6))
+@pytest.mark.parametrize("lr_decay_start", [0, 2])
+def test_resuming_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path, lr_decay_start):
+    straight = train(tiny_config(data_dir, tmp_path / "straight", steps=6, lr_decay_start=lr_decay_start))
+    train(tiny_config(data_dir, tmp_path / "resumed", steps=3))  # the first part may run without the decay
+    resumed = Trainer(tiny_config(data_dir, tmp_path / "resumed", steps=6, lr_decay_start=lr_decay_start))
     assert resumed.step == 3
     for _ in resumed.run():
         pass
@@ -116,10 +117,30 @@ def test_resuming_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path
     assert log[-1]["val_loss"] == pytest.approx(straight_log[-1]["val_loss"], rel=1e-5)
 
 
+def test_the_learning_rate_falls_linearly_to_zero_from_lr_decay_start(data_dir, tmp_path):
+    trainer = train(tiny_config(data_dir, tmp_path, steps=6, lr_decay_start=2, log_interval=1, val_interval=0))
+    logged = [json.loads(line)["lr"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    # Step s (logged as s + 1) runs at lr * (6 - s) / 4 once s >= 2.
+    assert logged == pytest.approx([2e-3, 2e-3, 2e-3, 1.5e-3, 1e-3, 0.5e-3])
+    assert trainer.learning_rate(6) == 0.0
+
+
 def test_resuming_with_another_architecture_is_refused(data_dir, tmp_path):
     train(tiny_config(data_dir, tmp_path, steps=1))
     with pytest.raises(ValueError, match="variant"):
         Trainer(tiny_config(data_dir, tmp_path, steps=2, variant="v1"))
+
+
+def test_best_weights_follow_the_validation_x0_error_not_the_training_objective(data_dir, tmp_path):
+    trainer = Trainer(tiny_config(data_dir, tmp_path))
+    best = tmp_path / "checkpoints" / "best.pt"
+    trainer.save({"val_loss": 1.0, "val_mse": 0.5, "val_mse_mri_free": 0.6})
+    trainer.step = 1
+    trainer.save({"val_loss": 0.1, "val_mse": 0.9, "val_mse_mri_free": 0.9})  # lower objective, worse x0
+    assert checkpoint.load_checkpoint(best)[2]["step"] == 0
+    trainer.step = 2
+    trainer.save({"val_loss": 2.0, "val_mse": 0.4, "val_mse_mri_free": 0.9})
+    assert checkpoint.load_checkpoint(best)[2]["step"] == 2
 
 
 def test_validation_uses_fixed_noise_and_writes_the_best_ema_weights(data_dir, tmp_path):
