@@ -9,10 +9,12 @@ file beside its destination and all of them are renamed into place together at t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -170,14 +172,39 @@ class _StagedOutputs:
         return temp
 
     def commit(self) -> None:
-        for temp, destination in self._staged:
-            os.replace(temp, destination)
+        with _termination_signals_deferred():
+            for temp, destination in self._staged:
+                os.replace(temp, destination)
         self._staged = []
 
     def discard(self) -> None:
         for temp, _ in self._staged:
             temp.unlink(missing_ok=True)
         self._staged = []
+
+
+@contextlib.contextmanager
+def _termination_signals_deferred() -> Iterator[None]:
+    """Hold SIGTERM/SIGINT back until the block ends, then deliver them: a second Cancel (whose Python handler
+    raises, see worker.py) must not land between two renames and leave old and new outputs mixed. Python runs
+    signal handlers in the main thread only, so elsewhere nothing can interrupt the block; a default handler
+    (process death) cannot be deferred from Python and is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    replaced = {
+        signum: signal.signal(signum, lambda number, frame: received.append(number))
+        for signum in (signal.SIGTERM, signal.SIGINT)
+        if callable(signal.getsignal(signum))
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            signal.raise_signal(signum)
 
 
 def _check(cancel: threading.Event | None) -> None:

@@ -33,6 +33,7 @@ from M2DiffSlicer import metrics
 from M2DiffSlicer.checkpoint import load_checkpoint
 from M2DiffSlicer.filters import gaussian_postfilter, guided_filter
 from M2DiffSlicer.inference import InferenceOptions, run_inference
+from M2DiffSlicer.options import DEFAULT_SAMPLING_STEPS
 from M2DiffSlicer.preprocess import prepare_inputs, resample_like, restore_output
 from M2DiffSlicer.registration import register_rigid
 from M2DiffSlicer.respace import create_diffusion
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--network-drf", type=int, nargs="*", default=None,
                         help="DRFs at which the trained networks are evaluated (default: every --drf)")
     parser.add_argument("--subjects", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=10, help="sampling steps of the diffusion methods")
+    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="sampling steps of the diffusion methods")
     parser.add_argument("--sweep", type=int, nargs="*", default=[1, 2, 5, 10, 25], help="M2Diff steps to sweep")
     parser.add_argument("--sweep-subjects", type=int, default=4)
     parser.add_argument("--sweep-orientations", nargs="+", default=None,

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +232,32 @@ def test_more_steps_than_the_trained_schedule_is_a_bad_input(subject, tmp_path):
     with pytest.raises(BadInputError, match="steps=2000"):
         list(enhance_events(_job(subject, tmp_path, steps=2000)))
     assert os.listdir(tmp_path) == []
+
+
+def test_a_signal_during_the_final_renames_waits_until_every_output_is_in_place(tmp_path, monkeypatch):
+    # The worker's handler raises on a second SIGTERM; arriving between two renames it must not mix old and new.
+    class SecondCancel(Exception):
+        pass
+
+    def raise_second_cancel(signum, frame):
+        raise SecondCancel
+
+    staged = pipeline._StagedOutputs()
+    destinations = [tmp_path / "enhanced.nii.gz", tmp_path / "roi.csv"]
+    for destination in destinations:
+        destination.write_text("old")
+        staged.path_for(destination).write_text("new")
+    real_replace = os.replace
+
+    def replace_then_signal(source, destination):
+        real_replace(source, destination)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(pipeline.os, "replace", replace_then_signal)
+    previous = signal.signal(signal.SIGTERM, raise_second_cancel)
+    try:
+        with pytest.raises(SecondCancel):
+            staged.commit()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert [d.read_text() for d in destinations] == ["new", "new"]
