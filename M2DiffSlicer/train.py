@@ -300,7 +300,7 @@ class Trainer:
         if not self.context.is_main:
             return
         meta = {"step": self.step, "train_config": json.loads(self.config.to_json())}
-        # Select on the x0 error, what sampling returns; the diffusion objective adds VLB terms that do not track it.
+        # Select on the x0 error (what sampling returns); the diffusion objective adds VLB terms that do not track it.
         if validation is not None and validation["val_mse"] < self.best_val:
             self.best_val = validation["val_mse"]
             checkpoint.save_checkpoint(self.checkpoints / BEST_FILE, self.ema, self.model_config, dict(meta, **validation))

@@ -127,7 +127,7 @@ def _suvr(volume: np.ndarray, subject: Subject) -> dict[int, float]:
 class NetworkMethod:
     """A trained checkpoint run through the product's own inference path (prepare -> sample -> fuse -> restore)."""
 
-    def __init__(self, checkpoint: Path, steps: int, use_t1: bool, orientations: tuple[str, ...]):
+    def __init__(self, checkpoint: Path, steps: int, use_t1: bool, orientations: tuple[str, ...], fast: bool = False):
         self.sha256 = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
         self.model, self.config, meta = load_checkpoint(checkpoint)
         train_config = meta.get("train_config", {})
@@ -140,11 +140,13 @@ class NetworkMethod:
         )
         self.use_t1 = use_t1
         self.orientations = orientations
+        self.fast = fast  # the speed levers bf16 autocast + channels-last
 
     def __call__(self, subject: Subject, drf: int, seed: int) -> np.ndarray:
         pet = subject.ld[drf]
         prepared = prepare_inputs(pet, subject.t1 if self.use_t1 else None, subject.t1_to_pet)
-        options = InferenceOptions(steps=self.steps, orientations=self.orientations, seed=seed, device="cpu")
+        options = InferenceOptions(steps=self.steps, orientations=self.orientations, seed=seed, device="cpu",
+                                   bf16=self.fast, channels_last=self.fast)
         model = _RegressionCall(self.model) if self.regression else self.model
         generator = run_inference(model, self.diffusion, prepared.pet, prepared.t1, options, torch.device("cpu"))
         try:
@@ -193,12 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--network-drf", type=int, nargs="*", default=None,
                         help="DRFs at which the trained networks are evaluated (default: every --drf)")
     parser.add_argument("--subjects", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="sampling steps of the diffusion methods")
+    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS,
+                        help="sampling steps of the diffusion methods")
     parser.add_argument("--sweep", type=int, nargs="*", default=[1, 2, 5, 10, 25], help="M2Diff steps to sweep")
     parser.add_argument("--sweep-subjects", type=int, default=4)
     parser.add_argument("--sweep-orientations", nargs="+", default=None,
                         help="orientations of the steps sweep (default: --orientations)")
     parser.add_argument("--orientations", nargs="+", default=["axial", "coronal", "sagittal"])
+    parser.add_argument("--fast-row", action="store_true",
+                        help="also score M2Diff with bf16 autocast + channels-last (the speed levers)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/results/cache"),
                         help="scores and registrations already computed")
@@ -216,13 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     val = [load_subject(f, args.drf, args.cache) for f in val_folders]
     cached = _ScoreCache(args.cache / "scores.json")
 
-    networks = {
-        "Regression UNet (LD-PET + T1)": ("regression", True),
-        "V1 diffusion (PET only)": ("v1", True),
-        "V2 diffusion (PET + T1 concatenated)": ("v2", True),
-        "M2Diff": ("m2diff", True),
-        "M2Diff without T1 (MRI-free)": ("m2diff", False),
+    networks = {  # label: (run, use T1, fast)
+        "Regression UNet (LD-PET + T1)": ("regression", True, False),
+        "V1 diffusion (PET only)": ("v1", True, False),
+        "V2 diffusion (PET + T1 concatenated)": ("v2", True, False),
+        "M2Diff": ("m2diff", True, False),
+        "M2Diff without T1 (MRI-free)": ("m2diff", False, False),
     }
+    if args.fast_row:
+        networks["M2Diff, bf16 + channels-last"] = ("m2diff", True, True)
     report: dict = {"subjects": [s.name for s in test], "validation_subjects": [s.name for s in val],
                     "registration_error_mm": {s.name: s.registration_error_mm for s in test},
                     "steps": args.steps, "orientations": list(orientations), "drf": {}}
@@ -238,16 +245,17 @@ def main(argv: list[str] | None = None) -> int:
                 sitk.GetArrayFromImage(s.ld[d]), s.t1_on_pet, chosen["guided_radius_mm"], chosen["guided_epsilon"],
                 s.ld[d].GetSpacing()[::-1]),
         }
-        for label, (run, use_t1) in networks.items():
+        for label, (run, use_t1, fast) in networks.items():
             if args.network_drf is not None and drf not in args.network_drf:
                 break
             checkpoint = args.runs / run / "checkpoints" / "best.pt"
             if not checkpoint.exists():
                 print(f"  skipping {label}: {checkpoint} not found", flush=True)
                 continue
-            network = NetworkMethod(checkpoint, args.steps, use_t1, orientations)
+            network = NetworkMethod(checkpoint, args.steps, use_t1, orientations, fast)
             methods[label] = lambda s, d=drf, n=network: n(s, d, seed=0)
-            keys[label] = f"{network.sha256[:16]}-steps{network.steps}-{'-'.join(orientations)}"
+            keys[label] = (f"{network.sha256[:16]}-steps{network.steps}-{'-'.join(orientations)}"
+                           + ("-fast" if fast else ""))
         rows = {}
         for label, method in methods.items():
             started = time.perf_counter()

@@ -4,8 +4,10 @@
         --out benchmarks/training
 
 Writes loss_curves.png (training loss, validation loss, validation x0 MSE with and without T1 per run) and
-training.md (steps, wall clock, best validation numbers). The x0 MSE on validation subjects at fixed timesteps and
-fixed noise is the one number comparable across diffusion runs; the regression baseline's is its plain MSE.
+training.md (steps, wall clock, the validation numbers at the step with the lowest validation x0 MSE, which is how
+the trainer picks best.pt). The x0 MSE on validation subjects at fixed timesteps and fixed noise is the one number
+comparable across diffusion runs; the regression baseline's is its plain MSE. A dotted line marks where a run's
+learning rate starts falling (--lr-decay-start).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    lines = ["| run | mode / variant | steps | wall clock (min) | best val loss | val x0 MSE (T1) | "
-             "val x0 MSE (no T1) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| run | mode / variant | steps | wall clock (min) | best step | val loss | val x0 MSE (T1) | "
+             "val x0 MSE (no T1) |", "|---|---|---|---|---|---|---|---|"]
     for run in args.runs:
         records = read_log(run)
         config = json.loads((run / "train_config.json").read_text())
@@ -43,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         axes[0].semilogy([r["step"] for r in train], [r["loss"] for r in train], label=run.name)
         axes[1].semilogy([r["step"] for r in val], [r["val_mse"] for r in val], "o-", label=run.name)
         axes[2].semilogy([r["step"] for r in val], [r["val_mse_mri_free"] for r in val], "o-", label=run.name)
-        best = min(val, key=lambda r: r["val_loss"]) if val else {}
+        if config.get("lr_decay_start"):
+            for axis in axes:
+                axis.axvline(config["lr_decay_start"], color=axes[0].lines[-1].get_color(), ls=":", lw=1)
+        best = min(val, key=lambda r: r["val_mse"]) if val else {}
         lines.append(f"| {run.name} | {config['mode']} / {config['variant']} | {records[-1]['step']} | "
-                     f"{records[-1]['elapsed_s'] / 60:.0f} | {best.get('val_loss', float('nan')):.4g} | "
+                     f"{records[-1]['elapsed_s'] / 60:.0f} | {best.get('step', '')} | "
+                     f"{best.get('val_loss', float('nan')):.4g} | "
                      f"{best.get('val_mse', float('nan')):.4g} | {best.get('val_mse_mri_free', float('nan')):.4g} |")
     for axis, title in zip(axes, ("training loss (log)", "validation x0 MSE with T1", "validation x0 MSE without T1")):
         axis.set_title(title)
