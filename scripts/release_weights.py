@@ -23,11 +23,11 @@ from M2DiffSlicer.checkpoint import load_checkpoint, save_checkpoint
 from M2DiffSlicer.resources import resource_path
 
 
-def training_summary(run: Path) -> dict:
-    """Data, budget and final losses of a run, from its train_config.json and log.jsonl."""
+def training_summary(run: Path, best_step: int) -> dict:
+    """Data, budget and validation numbers of a run, from its train_config.json and log.jsonl."""
     config = json.loads((run / "train_config.json").read_text())
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-    validations = [r for r in records if "val_loss" in r]
+    validations = {r["step"]: r for r in records if "val_mse" in r}
     data = [Path(folder) for folder in config["data"]]
     subjects = sorted(p.name for folder in data for p in folder.iterdir() if p.name.startswith("sub-"))
     return {
@@ -38,12 +38,15 @@ def training_summary(run: Path) -> dict:
         "steps": records[-1]["step"] if records else 0,
         "batch_size": config["batch_size"],
         "lr": config["lr"],
+        "lr_decay_start": config.get("lr_decay_start", 0),
         "ema_rate": config["ema_rate"],
         "t1_dropout": config["t1_dropout"],
         "schedule": config["schedule"],
         "wall_clock_s": round(records[-1]["elapsed_s"]) if records else 0,
         "hardware": "1 CPU thread shared on a 2-core machine",
-        "best_val_loss": min((r["val_loss"] for r in validations), default=None),
+        "weights": f"EMA weights at step {best_step}, chosen on the validation x0 MSE",
+        "val_mse": validations[best_step]["val_mse"] if best_step in validations else None,
+        "val_mse_mri_free": validations[best_step]["val_mse_mri_free"] if best_step in validations else None,
     }
 
 
@@ -68,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--default", action="store_true", help="make this the model enhance uses by default")
     args = parser.parse_args(argv)
 
-    model, config, _ = load_checkpoint(args.run / "checkpoints" / "best.pt")
+    model, config, best_meta = load_checkpoint(args.run / "checkpoints" / "best.pt")
     train_config = json.loads((args.run / "train_config.json").read_text())
     file_name = f"{args.id}.pt"
-    training = training_summary(args.run)
+    training = training_summary(args.run, int(best_meta["step"]))
     # The pipeline reads the schedule and model grid from meta["train_config"], as from a training checkpoint.
     sha256 = save_checkpoint(resource_path("Models", file_name), model, config,
                              meta={"id": args.id, "version": args.version, "train_config": train_config}, half=True)
