@@ -90,7 +90,7 @@ class Trainer:
 
     Build it, then iterate `run()`: it yields one dict per step. The run folder `config.out` gets log.jsonl and
     checkpoints/{state.pt (latest, for resuming), ema.pt (latest EMA weights), best.pt (EMA weights with the lowest
-    validation loss)}; an existing state.pt is resumed.
+    validation x0 error)}; an existing state.pt is resumed.
     """
 
     def __init__(self, config: TrainConfig, context: DistContext | None = None) -> None:

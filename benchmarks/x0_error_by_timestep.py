@@ -1,0 +1,69 @@
+"""Validation x0 error of trained runs per diffusion timestep: where a diffusion model stands against regression.
+
+    python benchmarks/x0_error_by_timestep.py --runs runs/m2diff runs/v1 runs/v2 runs/regression \
+        --out benchmarks/results/x0_error_by_timestep.md
+
+Loads each run's best.pt and scores it with the trainer's own validation (the run's validation subjects, fixed
+batches, fixed noise) one timestep at a time. Few-step sampling returns the x0 estimate made at the largest
+timesteps (2 steps: t = 999 then t = 499), so those columns are what the quality table measures; the regression
+baseline has one number (it never sees x_t). The MRI-free column is each run's estimate without T1 at t = 999.
+Relative paths in a run's train_config.json (data, val, cache) resolve from the current folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from M2DiffSlicer.checkpoint import load_checkpoint
+from M2DiffSlicer.train import Trainer
+from M2DiffSlicer.train_config import TrainConfig, TrainMode
+
+
+def errors_by_timestep(run: Path, timesteps: list[int], threads: int) -> dict[int, dict[str, float]]:
+    """{t: trainer.validate() of the run's best EMA weights at that single timestep}."""
+    config = TrainConfig.from_json((run / "train_config.json").read_text())
+    model, _, _ = load_checkpoint(run / "checkpoints" / "best.pt")
+    with tempfile.TemporaryDirectory() as scratch:  # a fresh run folder: nothing of `run` is resumed or written
+        trainer = Trainer(dataclasses.replace(config, out=scratch, threads=threads))
+        trainer.ema.load_state_dict(model.state_dict())
+        if trainer.mode == TrainMode.REGRESSION:
+            return {0: trainer.validate()}
+        results = {}
+        for t in timesteps:
+            trainer.config.val_timesteps = [t]
+            results[t] = trainer.validate()
+        return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders (m2diff train --out)")
+    parser.add_argument("--timesteps", type=int, nargs="+", default=[0, 50, 250, 499, 750, 950, 999])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="Markdown table (a .json with the raw numbers is written beside)")
+    args = parser.parse_args(argv)
+    table = {run.name: errors_by_timestep(run, args.timesteps, args.threads) for run in args.runs}
+    lines = ["Validation x0 MSE (best.pt, fixed batches and noise) per timestep t; regression: its single number.", "",
+             "| run | " + " | ".join(f"t = {t}" for t in args.timesteps) + " | t = 999 without T1 |",
+             "|---|" + "---|" * (len(args.timesteps) + 1)]
+    for name, rows in table.items():
+        cells = [f"{rows[t]['val_mse']:.3g}" if t in rows else "" for t in args.timesteps]
+        free = rows.get(max(args.timesteps), rows.get(0))["val_mse_mri_free"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {free:.3g} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps(
+            {name: {str(t): v for t, v in rows.items()} for name, rows in table.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
