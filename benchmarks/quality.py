@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orientations", nargs="+", default=["axial", "coronal", "sagittal"])
     parser.add_argument("--fast-row", action="store_true",
                         help="also score M2Diff with bf16 autocast + channels-last (the speed levers)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="table rows only from --cache: a method not scored on every subject is left out")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/results/cache"),
                         help="scores and registrations already computed")
@@ -260,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         for label, method in methods.items():
             started = time.perf_counter()
             key = f"{label}|{keys.get(label, json.dumps(chosen, sort_keys=True))}|drf{drf}"
+            if args.cached_only and not all(f"{key}|{s.name}" in cached.scores for s in test):
+                print(f"  {label}: not scored on every subject at DRF {drf} (--cached-only): left out", flush=True)
+                continue
             rows[label] = [cached.get(f"{key}|{s.name}", lambda s=s: score(method(s), s)) for s in test]
             print(f"  {label}: {_summary(rows[label])} ({time.perf_counter() - started:.0f} s)", flush=True)
         report["drf"][str(drf)] = {"filters": chosen, "per_subject": rows, "ttest_vs_m2diff": _ttests(rows)}

@@ -30,9 +30,10 @@ def training_summary(run: Path, best_step: int) -> dict:
     validations = {r["step"]: r for r in records if "val_mse" in r}
     data = [Path(folder) for folder in config["data"]]
     subjects = sorted(p.name for folder in data for p in folder.iterdir() if p.name.startswith("sub-"))
+    held_out = sorted(p.name for folder in config["val"] for p in Path(folder).iterdir() if p.name.startswith("sub-"))
     return {
-        "data": "simulated subjects (m2diff simulate, seeds 1000+): " + f"{len(subjects)} training subjects "
-                f"({subjects[0]}..{subjects[-1]}), validation {', '.join(Path(v).name for v in config['val'])}",
+        "data": f"simulated subjects (m2diff simulate): {len(subjects)} training subjects "
+                f"({subjects[0]}..{subjects[-1]}), {len(held_out)} validation subjects ({', '.join(held_out)})",
         "drf": config["drf"],
         "mode": config["mode"],
         "steps": records[-1]["step"] if records else 0,
