@@ -19,7 +19,7 @@ import torch
 
 from .config import VarianceType  # one definition, shared with the network's output channels
 from .losses import gaussian_nll, mean_flat, normal_kl
-from .options import parse_enum, reject_unknown_fields
+from .options import parse_enum, reject_unknown_fields, unhandled_choice
 
 NUM_TIMESTEPS = 1000
 
@@ -44,7 +44,7 @@ def get_beta_schedule(schedule: BetaSchedule | str, num_timesteps: int = NUM_TIM
     elif schedule == BetaSchedule.COSINE:
         return betas_for_alpha_bar(num_timesteps, lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2)
     else:
-        raise NotImplementedError(schedule)
+        unhandled_choice(schedule)
 
 
 def betas_for_alpha_bar(num_timesteps: int, alpha_bar: Callable[[float], float], max_beta: float = 0.999) -> np.ndarray:
@@ -204,7 +204,7 @@ class GaussianDiffusion:
         elif self.variance == VarianceType.FIXED_LARGE:
             return _extract(self.fixed_large_log_variance, t, shape, dtype).expand(shape)
         else:
-            raise NotImplementedError(self.variance)
+            unhandled_choice(self.variance)
 
     def p_mean_variance(
         self,

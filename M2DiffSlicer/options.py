@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -32,3 +32,9 @@ def parse_enum(enum_cls: type[E], value: Any, argument: str) -> E:
     except ValueError:
         allowed = ", ".join(repr(member.value) for member in enum_cls)
         raise ValueError(f"{argument} must be one of {allowed}, got {value!r}") from None
+
+
+def unhandled_choice(value: object) -> NoReturn:
+    """For the `else` of an if-chain over every member of an enum: reaching it means a member was added without
+    code for it (values from users are checked by parse_enum long before)."""
+    raise AssertionError(f"no code handles {type(value).__name__} {value!r}")

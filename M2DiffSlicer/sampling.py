@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .diffusion import GaussianDiffusion, Model
-from .options import parse_enum
+from .options import parse_enum, unhandled_choice
 
 StepFn = Callable[[GaussianDiffusion, dict, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -111,7 +111,7 @@ def sample_progressive(
             raise ValueError(f"eta applies to method='ddim' only, got eta={eta} with method='ancestral'")
         step_fn = ancestral_step
     else:
-        raise NotImplementedError(method)
+        unhandled_choice(method)
 
     ld_pet = cond["ld_pet"]
     device, dtype = ld_pet.device, ld_pet.dtype

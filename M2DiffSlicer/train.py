@@ -27,7 +27,7 @@ from .dataset import CacheDtype, Orientation, SliceDataset, SliceRef, find_subje
 from .diffusion import BetaSchedule, GaussianDiffusion, get_beta_schedule
 from .distributed import DistContext
 from .losses import mean_flat
-from .options import parse_enum
+from .options import parse_enum, unhandled_choice
 from .preprocess import ModelGrid
 from .train_config import TrainConfig, TrainMode
 
@@ -123,7 +123,7 @@ class Trainer:
         elif self.mode == TrainMode.REGRESSION:
             self.loss_fn = regression_loss
         else:
-            raise NotImplementedError(self.mode)
+            unhandled_choice(self.mode)
 
         self.step = 0
         self.best_val = math.inf
@@ -253,7 +253,7 @@ class Trainer:
                     sums[0] += float(regression_loss(self.ema, target, cond, generator)["loss"].sum())
                     x_t = torch.zeros_like(target)
                 else:
-                    raise NotImplementedError(self.mode)
+                    unhandled_choice(self.mode)
                 for slot, c in ((1, cond), (2, mri_free)):
                     x0 = self.ema(x_t, t, c["ld_pet"], c["t1"], c["t1_present"])["x0"]
                     sums[slot] += float(mean_flat((x0 - target) ** 2).sum())

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .config import AttentionBranches, HFFMode, ModelConfig, OutputMode, T1Input, VarianceType
+from .options import unhandled_choice
 from .nn import (
     AttentionBlock,
     Downsample,
@@ -219,7 +220,7 @@ class M2DiffNet(nn.Module):
         elif config.hff == HFFMode.NONE:
             skips_pet, skips_mri = hs_pet, hs_mri
         else:
-            raise NotImplementedError(config.hff)
+            unhandled_choice(config.hff)
 
         out_pet = self.pet_decoder(h_pet, skips_pet, emb)
         out_mri = self.mri_decoder(h_mri, skips_mri, emb) if self.mri_decoder is not None else None
@@ -236,7 +237,7 @@ class M2DiffNet(nn.Module):
         elif self.config.output == OutputMode.PET:
             x0 = x0_pet
         else:
-            raise NotImplementedError(self.config.output)
+            unhandled_choice(self.config.output)
         return {
             "x0": x0,
             "x0_pet": x0_pet,
