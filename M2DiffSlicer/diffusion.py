@@ -47,6 +47,22 @@ def get_beta_schedule(schedule: BetaSchedule | str, num_timesteps: int = NUM_TIM
         unhandled_choice(schedule)
 
 
+def process_betas(
+    schedule: BetaSchedule | str, num_timesteps: int = NUM_TIMESTEPS, truncate_at: int = 0
+) -> np.ndarray:
+    """The betas of the process a model is trained and sampled on: the named schedule over `num_timesteps`, cut
+    after its first `truncate_at` steps when truncate_at > 0.
+
+    A cut process ends at a step that still holds most of the signal, and sampling starts from the LD-PET diffused
+    to it (sampling.sample_progressive), as in Come-Closer-Diffuse-Faster (Chung et al. 2022). Every trained x_t then
+    carries information; on the whole process x_t says more than the LD-PET only at the last few steps before 0.
+    """
+    betas = get_beta_schedule(schedule, num_timesteps)
+    if not 0 <= truncate_at <= num_timesteps:
+        raise ValueError(f"truncate_at must be in [0, {num_timesteps}] (0 keeps the whole process), got {truncate_at}")
+    return betas[:truncate_at] if truncate_at else betas
+
+
 def betas_for_alpha_bar(num_timesteps: int, alpha_bar: Callable[[float], float], max_beta: float = 0.999) -> np.ndarray:
     """Betas [T] that discretise a continuous alpha_bar(s), s in [0, 1]; clipped at max_beta to avoid a
     singular last step."""

@@ -364,7 +364,7 @@ def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple
         grid = ModelGrid(spacing_mm=float(trained.get("grid_spacing_mm", ModelGrid.spacing_mm)),
                          size_xyz=tuple(int(n) for n in trained.get("grid_size", ModelGrid.size_xyz)))
         diffusion = _respaced_diffusion(int(trained.get("diffusion_steps", 1000)), trained.get("schedule", "linear"),
-                                        config.variance, options.steps)
+                                        int(trained.get("truncate_at", 0)), config.variance, options.steps)
     except ValueError as error:
         if "trailing" in str(error):
             raise BadInputError(f"steps={options.steps} is not possible with this model: {error}") from None
@@ -376,9 +376,10 @@ def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple
     return model, diffusion, grid, _finite(info)
 
 
-def _respaced_diffusion(diffusion_steps: int, schedule: str, variance, steps: int):
-    """K steps ending at t = T - 1 ("trailing", docs/DEVELOPING.md "Sampling schedule"), so the first sees noise."""
-    return create_diffusion(steps=diffusion_steps, schedule=schedule, variance=variance, respacing=f"trailing{steps}")
+def _respaced_diffusion(diffusion_steps: int, schedule: str, truncate_at: int, variance, steps: int):
+    """K steps ending at the process's last timestep ("trailing", docs/DEVELOPING.md "Sampling schedule")."""
+    return create_diffusion(steps=diffusion_steps, schedule=schedule, variance=variance,
+                            respacing=f"trailing{steps}", truncate_at=truncate_at)
 
 
 def _in_thread(work: Callable[[Callable[..., None]], T], cancel: threading.Event | None,

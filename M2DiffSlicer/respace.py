@@ -15,7 +15,7 @@ from .diffusion import (
     LossWeights,
     Model,
     VarianceType,
-    get_beta_schedule,
+    process_betas,
 )
 
 
@@ -127,8 +127,11 @@ def create_diffusion(
     variance: VarianceType | str = VarianceType.LEARNED_RANGE,
     respacing: str | Sequence[int] | None = None,
     loss_weights: LossWeights | None = None,
+    truncate_at: int = 0,
 ) -> SpacedDiffusion:
-    """The diffusion for training (respacing None: every step) or fast sampling (e.g. respacing "ddim10")."""
-    betas = get_beta_schedule(schedule, steps)
-    use_timesteps = range(steps) if respacing in (None, "") else space_timesteps(steps, respacing)
+    """The diffusion for training (respacing None: every step) or fast sampling (e.g. respacing "ddim10"), over the
+    first `truncate_at` of the schedule's `steps` when truncate_at > 0 (see diffusion.process_betas)."""
+    betas = process_betas(schedule, steps, truncate_at)
+    length = len(betas)
+    use_timesteps = range(length) if respacing in (None, "") else space_timesteps(length, respacing)
     return SpacedDiffusion(use_timesteps, betas, variance=variance, loss_weights=loss_weights)

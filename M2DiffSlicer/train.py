@@ -24,7 +24,7 @@ from . import checkpoint
 from .atomic import atomic_path
 from .config import ModelConfig, build_model, model_config
 from .dataset import CacheDtype, Orientation, SliceDataset, SliceRef, find_subjects
-from .diffusion import BetaSchedule, GaussianDiffusion, get_beta_schedule
+from .diffusion import BetaSchedule, GaussianDiffusion, LossWeights, process_betas
 from .distributed import DistContext
 from .losses import mean_flat
 from .options import parse_enum, unhandled_choice
@@ -40,7 +40,7 @@ CONFIG_FILE = "train_config.json"
 # Validation noise has its own seed so validation losses stay comparable across runs with different seeds.
 VALIDATION_SEED = 20240607
 # Fields that define what is being trained; a resumed run must keep them.
-ARCHITECTURE_FIELDS = ("preset", "variant", "mode", "schedule", "diffusion_steps")
+ARCHITECTURE_FIELDS = ("preset", "variant", "mode", "schedule", "diffusion_steps", "truncate_at")
 
 
 LossFn = Callable[[torch.nn.Module, torch.Tensor, dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]]
@@ -116,8 +116,9 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.network = self.context.wrap(self.model)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        betas = get_beta_schedule(schedule, config.diffusion_steps)
-        self.diffusion = GaussianDiffusion(betas, variance=self.model_config.variance.value)
+        betas = process_betas(schedule, config.diffusion_steps, config.truncate_at)
+        self.diffusion = GaussianDiffusion(betas, variance=self.model_config.variance.value,
+                                           loss_weights=LossWeights(vlb=config.vlb_weight))
         if self.mode == TrainMode.DIFFUSION:
             self.loss_fn: LossFn = diffusion_loss(self.diffusion)
         elif self.mode == TrainMode.REGRESSION:
@@ -138,6 +139,8 @@ class Trainer:
         self._validation_batches = self._fixed_validation_batches()
         if (self.checkpoints / STATE_FILE).is_file():
             self._load_state(self.checkpoints / STATE_FILE)
+        elif config.init_weights:
+            self._load_initial_weights(Path(config.init_weights))
 
     # ---- data --------------------------------------------------------------------------------------------------
 
@@ -282,10 +285,11 @@ class Trainer:
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"{path} is not a training state ({STATE_FORMAT})")
         saved = json.loads(state["config"])
+        defaults = TrainConfig()  # states written before a field existed were trained with its default
         for name in ARCHITECTURE_FIELDS:
-            if saved[name] != getattr(self.config, name):
+            if saved.get(name, getattr(defaults, name)) != getattr(self.config, name):
                 raise ValueError(
-                    f"cannot resume {path}: it was trained with {name}={saved[name]!r}, this run asks for "
+                    f"cannot resume {path}: it was trained with {name}={saved.get(name, getattr(defaults, name))!r}, this run asks for "
                     f"{getattr(self.config, name)!r}; use another --out"
                 )
         self.model.load_state_dict(state["model"])
@@ -294,6 +298,16 @@ class Trainer:
         self.step, self.elapsed_s = int(state["step"]), float(state["elapsed_s"])
         # States written before best.pt was chosen on val_mse hold "best_val" (a val_loss): start selection afresh.
         self.best_val = float(state.get("best_val_mse", math.inf))
+
+    def _load_initial_weights(self, path: Path) -> None:
+        """Start model and EMA from a checkpoint's weights (fine-tuning); its network must be this run's."""
+        model, config, _ = checkpoint.load_checkpoint(path)
+        if config != self.model_config:
+            raise ValueError(f"init_weights {path} holds another network than preset={self.config.preset!r}, "
+                             f"variant={self.config.variant!r} of this run")
+        weights = {k: v.to(self.context.device) for k, v in model.state_dict().items()}
+        self.model.load_state_dict(weights)
+        self.ema.load_state_dict(weights)
 
     def save(self, validation: Mapping[str, float] | None = None) -> None:
         """Write the latest state and EMA weights (main rank only); best.pt too when `validation` improved."""

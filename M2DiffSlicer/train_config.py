@@ -38,6 +38,9 @@ class TrainConfig:
     mode: str = "diffusion"
     schedule: str = "linear"
     diffusion_steps: int = 1000
+    # Train and sample only the first `truncate_at` timesteps; sampling starts from the LD-PET diffused to the last
+    # (diffusion.process_betas). 0 keeps the whole process.
+    truncate_at: int = 0
     drf: list[int] = dataclasses.field(default_factory=lambda: [100])
     orientations: list[str] = dataclasses.field(default_factory=lambda: ["axial", "coronal", "sagittal"])
     grid_spacing_mm: float = 2.0
@@ -53,6 +56,9 @@ class TrainConfig:
     ema_rate: float = 0.999
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     t1_dropout: float = 0.3
+    # Weight of the learned-variance VLB terms (LossWeights.vlb; 1 is IDDPM's hybrid loss). Their gradients reach
+    # the shared network, and deterministic DDIM sampling never uses the variance they train.
+    vlb_weight: float = 1.0
     flip: bool = True
     steps: int = 10000
     log_interval: int = 50
@@ -61,6 +67,9 @@ class TrainConfig:
     val_timesteps: list[int] = dataclasses.field(default_factory=lambda: [50, 250, 500, 750, 950])
     val_batches: int = 16
     seed: int = 0
+    # A checkpoint (.pt of save_checkpoint) of the same preset and variant whose weights start a new run (model and
+    # EMA); a run that resumes from its own state.pt ignores it.
+    init_weights: str = ""
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     device: str = "auto"
 
@@ -69,7 +78,7 @@ class TrainConfig:
         for name in ("batch_size", "steps", "log_interval", "checkpoint_interval", "diffusion_steps", "val_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("val_interval", "threads", "weight_decay", "grad_clip"):
+        for name in ("val_interval", "threads", "weight_decay", "grad_clip", "vlb_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.lr_decay_start < self.steps:
@@ -80,8 +89,15 @@ class TrainConfig:
             raise ValueError(f"ema_rate must be in [0, 1), got {self.ema_rate}")
         if not 0.0 <= self.t1_dropout <= 1.0:
             raise ValueError(f"t1_dropout must be in [0, 1], got {self.t1_dropout}")
-        if any(not 0 <= t < self.diffusion_steps for t in self.val_timesteps):
-            raise ValueError(f"val_timesteps must lie in [0, {self.diffusion_steps}), got {self.val_timesteps}")
+        if not 0 <= self.truncate_at <= self.diffusion_steps:
+            raise ValueError(f"truncate_at must be in [0, diffusion_steps={self.diffusion_steps}], got {self.truncate_at}")
+        if any(not 0 <= t < self.process_steps for t in self.val_timesteps):
+            raise ValueError(f"val_timesteps must lie in [0, {self.process_steps}), got {self.val_timesteps}")
+
+    @property
+    def process_steps(self) -> int:
+        """Timesteps of the trained process: diffusion_steps, or truncate_at when the process is cut."""
+        return self.truncate_at or self.diffusion_steps
 
     @property
     def cache_dir(self) -> Path:

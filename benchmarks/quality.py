@@ -134,6 +134,8 @@ class NetworkMethod:
         self.regression = train_config.get("mode") == "regression"
         self.steps = 1 if self.regression else steps
         self.diffusion = create_diffusion(
+            steps=int(train_config.get("diffusion_steps", 1000)),
+            truncate_at=int(train_config.get("truncate_at", 0)),
             schedule=train_config.get("schedule", "linear"),
             variance=self.config.variance,
             respacing=f"trailing{self.steps}",

@@ -6,7 +6,8 @@
 Loads each run's best.pt and scores it with the trainer's own validation (the run's validation subjects, fixed
 batches, fixed noise) one timestep at a time. Few-step sampling returns the x0 estimate made at the largest
 timesteps (2 steps: t = 999 then t = 499), so those columns are what the quality table measures; the regression
-baseline has one number (it never sees x_t). The MRI-free column is each run's estimate without T1 at t = 999.
+baseline has one number (it never sees x_t). The MRI-free column is each run's estimate without T1 at its largest
+timestep scored. A run trained on a truncated process (--truncate-at) is scored only at its own timesteps.
 Relative paths in a run's train_config.json (data, val, cache) resolve from the current folder.
 """
 
@@ -34,7 +35,7 @@ def errors_by_timestep(run: Path, timesteps: list[int], threads: int) -> dict[in
         if trainer.mode == TrainMode.REGRESSION:
             return {0: trainer.validate()}
         results = {}
-        for t in timesteps:
+        for t in (t for t in timesteps if t < config.process_steps):  # a truncated process has fewer steps
             trainer.config.val_timesteps = [t]
             results[t] = trainer.validate()
         return results
@@ -49,11 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     table = {run.name: errors_by_timestep(run, args.timesteps, args.threads) for run in args.runs}
     lines = ["Validation x0 MSE (best.pt, fixed batches and noise) per timestep t; regression: its single number.", "",
-             "| run | " + " | ".join(f"t = {t}" for t in args.timesteps) + " | t = 999 without T1 |",
+             "| run | " + " | ".join(f"t = {t}" for t in args.timesteps) + " | largest t without T1 |",
              "|---|" + "---|" * (len(args.timesteps) + 1)]
     for name, rows in table.items():
         cells = [f"{rows[t]['val_mse']:.3g}" if t in rows else "" for t in args.timesteps]
-        free = rows.get(max(args.timesteps), rows.get(0))["val_mse_mri_free"]
+        free = rows[max(rows)]["val_mse_mri_free"]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {free:.3g} |")
     text = "\n".join(lines) + "\n"
     print(text)

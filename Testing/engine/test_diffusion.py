@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from M2DiffSlicer.diffusion import GaussianDiffusion, LossWeights, get_beta_schedule
+from M2DiffSlicer.diffusion import GaussianDiffusion, LossWeights, get_beta_schedule, process_betas
 from M2DiffSlicer.respace import SpacedDiffusion, create_diffusion, space_timesteps
 
 T = 1000
@@ -330,3 +330,16 @@ def test_training_losses_with_the_tiny_network_are_finite_per_sample_and_differe
     terms["loss"].mean().backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_a_truncated_process_keeps_the_first_steps_of_the_schedule():
+    full = get_beta_schedule("linear", T)
+    cut = process_betas("linear", T, truncate_at=80)
+    np.testing.assert_array_equal(cut, full[:80])
+    np.testing.assert_array_equal(process_betas("linear", T), full)  # 0 keeps the whole process
+    spaced = create_diffusion(respacing="trailing2", truncate_at=80)
+    assert spaced.timestep_map == [39, 79]
+    assert spaced.alphas_cumprod[-1] == pytest.approx(closed_form_alpha_bar(full, 79), rel=1e-12)
+    for bad in (-1, T + 1):
+        with pytest.raises(ValueError, match="truncate_at"):
+            process_betas("linear", T, truncate_at=bad)

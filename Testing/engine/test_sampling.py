@@ -178,3 +178,27 @@ def test_bad_sampler_options_raise_value_errors_naming_them(kwargs, message):
     x0, _, cond = _oracle_case()
     with pytest.raises(ValueError, match=message):
         next(sample_progressive(create_diffusion(respacing="2"), OracleModel(x0), SHAPE, cond, **kwargs))
+
+
+def test_a_truncated_process_starts_from_the_ld_pet_diffused_to_its_last_step():
+    """x_T ~ q(x_79 | x_0 = LD-PET) drawn with the generator's first draw; the model is asked at t = 79, then 39."""
+    ld_pet = torch.rand(SHAPE, generator=torch.Generator().manual_seed(3), dtype=torch.float64) + 0.5
+    cond = {"ld_pet": ld_pet, "t1": None, "t1_present": None}
+    oracle = RecordingStates(torch.zeros(SHAPE, dtype=torch.float64))
+    diffusion = create_diffusion(variance="fixed_large", respacing="trailing2", truncate_at=80)
+    sample(diffusion, diffusion.wrap_model(oracle), SHAPE, cond, generator=torch.Generator().manual_seed(7))
+    assert oracle.timesteps == [79, 39]
+    alpha_bar = math.prod(1 - (1e-4 + (0.02 - 1e-4) * s / 999) for s in range(80))  # the linear schedule to t = 79
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    expected = math.sqrt(alpha_bar) * ld_pet + math.sqrt(1 - alpha_bar) * noise
+    torch.testing.assert_close(oracle.states[0], expected, rtol=0, atol=1e-9)
+
+
+class RecordingStates(RecordingOracle):
+    def __init__(self, x0):
+        super().__init__(x0)
+        self.states = []
+
+    def __call__(self, x_t, t, *args):
+        self.states.append(x_t.clone())
+        return super().__call__(x_t, t, *args)

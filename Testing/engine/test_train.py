@@ -162,3 +162,58 @@ def test_held_out_subjects_must_exist_and_leave_something_to_train(data_dir, tmp
         Trainer(tiny_config(data_dir, tmp_path, val_subjects=["sub-0099"]))
     with pytest.raises(ValueError, match="nothing is left"):
         Trainer(tiny_config(data_dir, tmp_path, val_subjects=["sub-0001", "sub-0002", "sub-0003"]))
+
+
+def test_a_truncated_process_trains_only_its_timesteps(data_dir, tmp_path):
+    trainer = Trainer(tiny_config(data_dir, tmp_path, truncate_at=50, val_timesteps=[0, 49]))
+    seen = []
+    network = trainer.network
+
+    def recording(x_t, t, *args):
+        seen.extend(int(s) for s in t)
+        return network(x_t, t, *args)
+
+    trainer.network = recording
+    for _ in range(3):
+        trainer.train_step()
+    assert seen and max(seen) < 50
+    with pytest.raises(ValueError, match="val_timesteps"):
+        tiny_config(data_dir, tmp_path, truncate_at=50, val_timesteps=[100])
+    with pytest.raises(ValueError, match="truncate_at"):
+        tiny_config(data_dir, tmp_path, truncate_at=1001)
+
+
+def test_resuming_with_another_truncation_is_refused(data_dir, tmp_path):
+    train(tiny_config(data_dir, tmp_path, steps=1))
+    with pytest.raises(ValueError, match="truncate_at"):
+        Trainer(tiny_config(data_dir, tmp_path, steps=2, truncate_at=600))
+
+
+def test_init_weights_start_a_new_run_and_a_resumed_run_keeps_its_own(data_dir, tmp_path):
+    source = train(tiny_config(data_dir, tmp_path / "source", steps=2, val_interval=0))
+    weights = tmp_path / "source" / "checkpoints" / "ema.pt"
+    tuned = Trainer(tiny_config(data_dir, tmp_path / "tuned", steps=2, seed=5, init_weights=str(weights)))
+    fresh = Trainer(tiny_config(data_dir, tmp_path / "fresh", steps=2, seed=5)).model.state_dict()
+    for name in ("model", "ema"):
+        for key, value in source.ema.state_dict().items():
+            torch.testing.assert_close(getattr(tuned, name).state_dict()[key], value, msg=f"{name}.{key}")
+    assert any(not torch.equal(fresh[k], v) for k, v in source.ema.state_dict().items())
+    for _ in tuned.run():
+        pass
+    resumed = Trainer(tiny_config(data_dir, tmp_path / "tuned", steps=3, seed=5, init_weights=str(weights)))
+    assert resumed.step == 2
+    for key, value in tuned.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, msg=key)
+    with pytest.raises(ValueError, match="init_weights"):
+        Trainer(tiny_config(data_dir, tmp_path / "other", variant="v1", init_weights=str(weights)))
+
+
+def test_vlb_weight_scales_the_variance_terms_of_the_training_loss(data_dir, tmp_path):
+    for weight in (0.0, 2.0):
+        trainer = Trainer(tiny_config(data_dir, tmp_path / str(weight), vlb_weight=weight))
+        terms = trainer.train_step()
+        assert terms["vb_pet"] != 0
+        task = 0.4 * (terms["mse_pet"] + terms["mse_mri"]) + 0.2 * terms["consistency"]
+        assert terms["loss"] == pytest.approx(task + weight * (terms["vb_pet"] + terms["vb_mri"]), rel=1e-5)
+    with pytest.raises(ValueError, match="vlb_weight"):
+        tiny_config(data_dir, tmp_path, vlb_weight=-1.0)
