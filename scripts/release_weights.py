@@ -43,12 +43,26 @@ def training_summary(run: Path, best_step: int) -> dict:
         "ema_rate": config["ema_rate"],
         "t1_dropout": config["t1_dropout"],
         "schedule": config["schedule"],
+        "truncate_at": config.get("truncate_at", 0),
+        "vlb_weight": config.get("vlb_weight", 1.0),
         "wall_clock_s": round(records[-1]["elapsed_s"]) if records else 0,
         "hardware": "1 CPU thread shared on a 2-core machine",
         "weights": f"EMA weights at step {best_step}, chosen on the validation x0 MSE",
         "val_mse": validations[best_step]["val_mse"] if best_step in validations else None,
         "val_mse_mri_free": validations[best_step]["val_mse_mri_free"] if best_step in validations else None,
+        **_initialisation(config),
     }
+
+
+def _initialisation(config: dict) -> dict:
+    """{"initialised_from": summary of the run whose checkpoint started this one} for a fine-tuning run
+    (--init-weights RUN/checkpoints/X.pt), else {}."""
+    if not config.get("init_weights"):
+        return {}
+    weights = Path(config["init_weights"])
+    _, _, meta = load_checkpoint(weights)
+    return {"initialised_from": dict(training_summary(weights.parent.parent, int(meta["step"])),
+                                     checkpoint=str(weights))}
 
 
 def held_out_metrics(quality: Path, label: str) -> dict:

@@ -261,3 +261,23 @@ def test_a_signal_during_the_final_renames_waits_until_every_output_is_in_place(
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert [d.read_text() for d in destinations] == ["new", "new"]
+
+
+def test_a_model_trained_on_a_truncated_process_is_sampled_on_it(tmp_path):
+    """meta["train_config"]["truncate_at"] decides where sampling starts; more steps than the process has is a
+    bad input."""
+    from M2DiffSlicer.checkpoint import save_checkpoint
+    from M2DiffSlicer.config import build_model, model_config
+    from M2DiffSlicer.inference import InferenceOptions
+
+    config = model_config("tiny")
+    weights = tmp_path / "truncated.pt"
+    save_checkpoint(weights, build_model(config), config,
+                    meta={"step": 0, "train_config": dict(es.TEST_GRID, truncate_at=80)})
+    _, diffusion, _, _ = pipeline._load_model(str(weights), InferenceOptions(steps=2), torch.device("cpu"))
+    assert diffusion.timestep_map == [39, 79]
+    _, whole, _, _ = pipeline._load_model(str(es.tiny_checkpoint(tmp_path / "whole.pt")), InferenceOptions(steps=2),
+                                          torch.device("cpu"))
+    assert whole.timestep_map == [499, 999]
+    with pytest.raises(BadInputError, match="steps=81"):
+        pipeline._load_model(str(weights), InferenceOptions(steps=81), torch.device("cpu"))
