@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             for axis in axes:
                 axis.axvline(config["lr_decay_start"], color=axes[0].lines[-1].get_color(), ls=":", lw=1)
         best = min(val, key=lambda r: r["val_mse"]) if val else {}
+        numbers = " | ".join(f"{best[key]:.4g}" if key in best else "" for key in ("val_loss", "val_mse",
+                                                                                     "val_mse_mri_free"))
         lines.append(f"| {run.name} | {config['mode']} / {config['variant']} | {records[-1]['step']} | "
-                     f"{records[-1]['elapsed_s'] / 60:.0f} | {best.get('step', '')} | "
-                     f"{best.get('val_loss', float('nan')):.4g} | "
-                     f"{best.get('val_mse', float('nan')):.4g} | {best.get('val_mse_mri_free', float('nan')):.4g} |")
+                     f"{records[-1]['elapsed_s'] / 60:.0f} | {best.get('step', '')} | {numbers} |")
     for axis, title in zip(axes, ("training loss (log)", "validation x0 MSE with T1", "validation x0 MSE without T1")):
         axis.set_title(title)
         axis.set_xlabel("step (batch 8)")
