@@ -54,7 +54,7 @@ def process_betas(
     after its first `truncate_at` steps when truncate_at > 0.
 
     A cut process ends at a step that still holds most of the signal, and sampling starts from the LD-PET diffused
-    to it (sampling.sample_progressive), as in Come-Closer-Diffuse-Faster (Chung et al. 2022). Every trained x_t then
+    to it (sampling.initial_state), as in Come-Closer-Diffuse-Faster (Chung et al. 2022). Every trained x_t then
     carries information; on the whole process x_t says more than the LD-PET only at the last few steps before 0.
     """
     betas = get_beta_schedule(schedule, num_timesteps)

@@ -287,9 +287,10 @@ class Trainer:
         saved = json.loads(state["config"])
         defaults = TrainConfig()  # states written before a field existed were trained with its default
         for name in ARCHITECTURE_FIELDS:
-            if saved.get(name, getattr(defaults, name)) != getattr(self.config, name):
+            trained = saved.get(name, getattr(defaults, name))
+            if trained != getattr(self.config, name):
                 raise ValueError(
-                    f"cannot resume {path}: it was trained with {name}={saved.get(name, getattr(defaults, name))!r}, this run asks for "
+                    f"cannot resume {path}: it was trained with {name}={trained!r}, this run asks for "
                     f"{getattr(self.config, name)!r}; use another --out"
                 )
         self.model.load_state_dict(state["model"])

@@ -91,7 +91,8 @@ class TrainConfig:
         if not 0.0 <= self.t1_dropout <= 1.0:
             raise ValueError(f"t1_dropout must be in [0, 1], got {self.t1_dropout}")
         if not 0 <= self.truncate_at <= self.diffusion_steps:
-            raise ValueError(f"truncate_at must be in [0, diffusion_steps={self.diffusion_steps}], got {self.truncate_at}")
+            raise ValueError(f"truncate_at must be in [0, diffusion_steps={self.diffusion_steps}], "
+                             f"got {self.truncate_at}")
         if any(not 0 <= t < self.process_steps for t in self.val_timesteps):
             raise ValueError(f"val_timesteps must lie in [0, {self.process_steps}), got {self.val_timesteps}")
 

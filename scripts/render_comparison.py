@@ -29,7 +29,8 @@ def parseArgs(argv=None) -> argparse.Namespace:
                                             "(default: <subject>/pet_sd.nii.gz when present)")
     parser.add_argument("--enhanced", help="already enhanced PET on the LD grid: skip running the worker")
     parser.add_argument("--weights", help="model checkpoint (.pt); default: the catalogue's default model")
-    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="sampling steps (default: the shipped default)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS,
+                        help="sampling steps (default: the shipped default)")
     parser.add_argument("--axial-only", action="store_true", help="run the model in the axial orientation only")
     parser.add_argument("--size", type=int, default=320, help="pixels per panel side")
     parser.add_argument("--out", default=os.path.join(REPO, "docs", "images", "comparison.png"))
