@@ -35,7 +35,7 @@ from .inference import InferenceOptions, InferenceResult, device_report, resolve
 from .options import DEFAULT_SAMPLING_STEPS
 from .preprocess import ModelGrid, PreparedInputs, prepare_inputs, restore_output
 from .registration import register_rigid
-from .respace import create_diffusion
+from .respace import trained_process_diffusion
 from .roi import roi_table, write_roi_csv, write_roi_json
 from .volumes import read_image
 
@@ -363,8 +363,7 @@ def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple
     try:
         grid = ModelGrid(spacing_mm=float(trained.get("grid_spacing_mm", ModelGrid.spacing_mm)),
                          size_xyz=tuple(int(n) for n in trained.get("grid_size", ModelGrid.size_xyz)))
-        diffusion = _respaced_diffusion(int(trained.get("diffusion_steps", 1000)), trained.get("schedule", "linear"),
-                                        int(trained.get("truncate_at", 0)), config.variance, options.steps)
+        diffusion = trained_process_diffusion(trained, config.variance, options.steps)
     except ValueError as error:
         if "trailing" in str(error):
             raise BadInputError(f"steps={options.steps} is not possible with this model: {error}") from None
@@ -374,12 +373,6 @@ def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple
     info = {"path": str(path), "sha256": expected_sha256 or file_sha256(path), "config": config.to_dict(),
             "trained_steps": meta.get("step")}
     return model, diffusion, grid, _finite(info)
-
-
-def _respaced_diffusion(diffusion_steps: int, schedule: str, truncate_at: int, variance, steps: int):
-    """K steps ending at the process's last timestep ("trailing", docs/DEVELOPING.md "Sampling schedule")."""
-    return create_diffusion(steps=diffusion_steps, schedule=schedule, variance=variance,
-                            respacing=f"trailing{steps}", truncate_at=truncate_at)
 
 
 def _in_thread(work: Callable[[Callable[..., None]], T], cancel: threading.Event | None,

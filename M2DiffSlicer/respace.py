@@ -135,3 +135,18 @@ def create_diffusion(
     length = len(betas)
     use_timesteps = range(length) if respacing in (None, "") else space_timesteps(length, respacing)
     return SpacedDiffusion(use_timesteps, betas, variance=variance, loss_weights=loss_weights)
+
+
+def trained_process_diffusion(
+    train_config: Mapping[str, Any], variance: VarianceType | str, steps: int
+) -> SpacedDiffusion:
+    """`steps` DDIM steps ending at the last timestep ("trailing", docs/DEVELOPING.md "Sampling schedule") of the
+    process a checkpoint was trained on, as its meta["train_config"] records it (diffusion_steps, schedule,
+    truncate_at; a field older checkpoints lack takes the value they were trained with)."""
+    return create_diffusion(
+        steps=int(train_config.get("diffusion_steps", NUM_TIMESTEPS)),
+        schedule=train_config.get("schedule", BetaSchedule.LINEAR.value),
+        variance=variance,
+        respacing=f"trailing{steps}",
+        truncate_at=int(train_config.get("truncate_at", 0)),
+    )

@@ -302,13 +302,12 @@ class Trainer:
 
     def _load_initial_weights(self, path: Path) -> None:
         """Start model and EMA from a checkpoint's weights (fine-tuning); its network must be this run's."""
-        model, config, _ = checkpoint.load_checkpoint(path)
+        model, config, _ = checkpoint.load_checkpoint(path, device=self.context.device)
         if config != self.model_config:
             raise ValueError(f"init_weights {path} holds another network than preset={self.config.preset!r}, "
                              f"variant={self.config.variant!r} of this run")
-        weights = {k: v.to(self.context.device) for k, v in model.state_dict().items()}
-        self.model.load_state_dict(weights)
-        self.ema.load_state_dict(weights)
+        self.model.load_state_dict(model.state_dict())
+        self.ema.load_state_dict(model.state_dict())
 
     def save(self, validation: Mapping[str, float] | None = None) -> None:
         """Write the latest state and EMA weights (main rank only); best.pt too when `validation` improved."""

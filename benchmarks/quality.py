@@ -36,7 +36,7 @@ from M2DiffSlicer.inference import InferenceOptions, run_inference
 from M2DiffSlicer.options import DEFAULT_SAMPLING_STEPS
 from M2DiffSlicer.preprocess import prepare_inputs, resample_like, restore_output
 from M2DiffSlicer.registration import register_rigid
-from M2DiffSlicer.respace import create_diffusion
+from M2DiffSlicer.respace import trained_process_diffusion
 
 GAUSSIAN_FWHM_MM = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
 GUIDED_RADIUS_MM = (2.0, 4.0, 6.0, 8.0)
@@ -133,13 +133,7 @@ class NetworkMethod:
         train_config = meta.get("train_config", {})
         self.regression = train_config.get("mode") == "regression"
         self.steps = 1 if self.regression else steps
-        self.diffusion = create_diffusion(
-            steps=int(train_config.get("diffusion_steps", 1000)),
-            truncate_at=int(train_config.get("truncate_at", 0)),
-            schedule=train_config.get("schedule", "linear"),
-            variance=self.config.variance,
-            respacing=f"trailing{self.steps}",
-        )
+        self.diffusion = trained_process_diffusion(train_config, self.config.variance, self.steps)
         self.use_t1 = use_t1
         self.orientations = orientations
         self.fast = fast  # the speed levers bf16 autocast + channels-last

@@ -59,6 +59,16 @@ class RecordingOracle(OracleModel):
         return super().__call__(x_t, t, *args)
 
 
+class RecordingStates(RecordingOracle):
+    def __init__(self, x0):
+        super().__init__(x0)
+        self.states = []
+
+    def __call__(self, x_t, t, *args):
+        self.states.append(x_t.clone())
+        return super().__call__(x_t, t, *args)
+
+
 def test_trailing_respacing_queries_the_model_from_pure_noise_down():
     """One trailing step asks the model at t = T - 1 (pure noise), never at t = 0 with pure noise."""
     x0, x_T, cond = _oracle_case()
@@ -193,12 +203,3 @@ def test_a_truncated_process_starts_from_the_ld_pet_diffused_to_its_last_step():
     expected = math.sqrt(alpha_bar) * ld_pet + math.sqrt(1 - alpha_bar) * noise
     torch.testing.assert_close(oracle.states[0], expected, rtol=0, atol=1e-9)
 
-
-class RecordingStates(RecordingOracle):
-    def __init__(self, x0):
-        super().__init__(x0)
-        self.states = []
-
-    def __call__(self, x_t, t, *args):
-        self.states.append(x_t.clone())
-        return super().__call__(x_t, t, *args)
