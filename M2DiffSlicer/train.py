@@ -301,11 +301,17 @@ class Trainer:
         self.best_val = float(state.get("best_val_mse", math.inf))
 
     def _load_initial_weights(self, path: Path) -> None:
-        """Start model and EMA from a checkpoint's weights (fine-tuning); its network must be this run's."""
-        model, config, _ = checkpoint.load_checkpoint(path, device=self.context.device)
+        """Start model and EMA from a checkpoint's weights (fine-tuning); its network must be this run's.
+
+        A diffusion run started from regression weights first zeroes the x_t input weights (zero_x_t_input_).
+        """
+        model, config, meta = checkpoint.load_checkpoint(path, device=self.context.device)
         if config != self.model_config:
             raise ValueError(f"init_weights {path} holds another network than preset={self.config.preset!r}, "
                              f"variant={self.config.variant!r} of this run")
+        trained_mode = meta.get("train_config", {}).get("mode")
+        if trained_mode == TrainMode.REGRESSION.value and self.mode == TrainMode.DIFFUSION:
+            model.zero_x_t_input_()
         self.model.load_state_dict(model.state_dict())
         self.ema.load_state_dict(model.state_dict())
 

@@ -226,6 +226,17 @@ class M2DiffNet(nn.Module):
         out_mri = self.mri_decoder(h_mri, skips_mri, emb) if self.mri_decoder is not None else None
         return self._outputs(out_pet, out_mri, present)
 
+    @torch.no_grad()
+    def zero_x_t_input_(self) -> None:
+        """Zero the input-convolution weights that read x_t in every encoder.
+
+        A network trained in regression mode always saw x_t = 0, so those weights never left their random
+        initialisation; zeroing them makes a diffusion fine-tune start from exactly the regression's prediction.
+        """
+        for encoder in (self.pet_encoder, self.mri_encoder):
+            if encoder is not None:
+                encoder.input_blocks[0][0].weight[:, 0].zero_()
+
     def _outputs(
         self, out_pet: torch.Tensor, out_mri: torch.Tensor | None, present: torch.Tensor
     ) -> dict[str, torch.Tensor | None]:

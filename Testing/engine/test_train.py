@@ -208,6 +208,26 @@ def test_init_weights_start_a_new_run_and_a_resumed_run_keeps_its_own(data_dir, 
         Trainer(tiny_config(data_dir, tmp_path / "other", variant="v1", init_weights=str(weights)))
 
 
+@pytest.mark.parametrize("variant", ["m2diff", "v2"])
+def test_diffusion_started_from_regression_weights_begins_at_the_regression_prediction(data_dir, tmp_path, variant):
+    source = train(tiny_config(data_dir, tmp_path / "regression", steps=2, val_interval=0, mode="regression",
+                               variant=variant))
+    weights = tmp_path / "regression" / "checkpoints" / "ema.pt"
+    tuned = Trainer(tiny_config(data_dir, tmp_path / "diffusion", init_weights=str(weights), variant=variant))
+    batch = tuned.train_set.collate(tuned._epoch(0)[0], np.random.default_rng(0), 0.0, False)
+    target, cond = batch
+    zeros_t = torch.zeros(target.shape[0], dtype=torch.long)
+    tuned.model.eval()
+    source.ema.eval()
+    with torch.no_grad():
+        regression = source.ema(torch.zeros_like(target), zeros_t, cond["ld_pet"], cond["t1"], cond["t1_present"])
+        noisy = tuned.model(torch.randn_like(target), zeros_t, cond["ld_pet"], cond["t1"], cond["t1_present"])
+    torch.testing.assert_close(noisy["x0"], regression["x0"])
+    # Without the zeroing, the untrained x_t weights would pass the noise through.
+    assert not torch.equal(source.ema.pet_encoder.input_blocks[0][0].weight[:, 0],
+                           tuned.model.pet_encoder.input_blocks[0][0].weight[:, 0])
+
+
 def test_vlb_weight_scales_the_variance_terms_of_the_training_loss(data_dir, tmp_path):
     for weight in (0.0, 2.0):
         trainer = Trainer(tiny_config(data_dir, tmp_path / str(weight), vlb_weight=weight))
