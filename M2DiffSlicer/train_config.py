@@ -69,7 +69,8 @@ class TrainConfig:
     val_batches: int = 16
     seed: int = 0
     # A checkpoint (.pt of save_checkpoint) of the same preset and variant whose weights start a new run (model and
-    # EMA); a run that resumes from its own state.pt ignores it.
+    # EMA); a run that resumes from its own state.pt ignores it. Regression-mode weights may start a diffusion run:
+    # the x_t input weights are zeroed first, so it begins at the regression's prediction.
     init_weights: str = ""
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     device: str = "auto"
