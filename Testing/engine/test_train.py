@@ -214,8 +214,7 @@ def test_diffusion_started_from_regression_weights_begins_at_the_regression_pred
                                variant=variant))
     weights = tmp_path / "regression" / "checkpoints" / "ema.pt"
     tuned = Trainer(tiny_config(data_dir, tmp_path / "diffusion", init_weights=str(weights), variant=variant))
-    batch = tuned.train_set.collate(tuned._epoch(0)[0], np.random.default_rng(0), 0.0, False)
-    target, cond = batch
+    target, cond = tuned.train_set.collate(tuned._epoch(0)[0], np.random.default_rng(0), 0.0, False)
     zeros_t = torch.zeros(target.shape[0], dtype=torch.long)
     tuned.model.eval()
     source.ema.eval()
