@@ -92,27 +92,6 @@ class LossWeights:
         return cls(**{key: float(value) for key, value in values.items()})
 
 
-def task_losses(
-    out: Mapping[str, torch.Tensor | None], x0: torch.Tensor, cond: Mapping[str, Any], weights: LossWeights
-) -> dict[str, torch.Tensor]:
-    """Per-sample MSE part of the multi-task loss for the network outputs `out` against the SD-PET x0.
-
-    loss = lambda1 (MSE_pet + MSE_mri) + lambda2 MSE(x0_pet, x0_mri); a single-decoder network's loss is its MSE.
-    MRI-decoder terms are 0 for MRI-free samples. Shared by diffusion and regression training, so a network
-    trained as a regression first starts its diffusion phase with both decoders already fitted.
-    """
-    terms = {"mse_pet": mean_flat((x0 - out["x0_pet"]) ** 2)}
-    if out.get("x0_mri") is None:
-        terms["loss"] = terms["mse_pet"]
-        return terms
-    present = t1_present_mask(cond, x0.shape[0], x0.device).to(x0.dtype)
-    terms["mse_mri"] = present * mean_flat((x0 - out["x0_mri"]) ** 2)
-    terms["consistency"] = present * mean_flat((out["x0_pet"] - out["x0_mri"]) ** 2)
-    terms["loss"] = (weights.task * (terms["mse_pet"] + terms["mse_mri"])
-                     + weights.consistency * terms["consistency"])
-    return terms
-
-
 def _extract(
     values: np.ndarray, t: torch.Tensor, shape: torch.Size | tuple[int, ...], dtype: torch.dtype
 ) -> torch.Tensor:
@@ -303,16 +282,23 @@ class GaussianDiffusion:
         """
         x_t = self.q_sample(x0, t, noise=noise)
         out = self._call_model(model, x_t, t, cond)
-        terms = task_losses(out, x0, cond, self.loss_weights)
-        if self.variance != VarianceType.LEARNED_RANGE:
+        learned = self.variance == VarianceType.LEARNED_RANGE
+        terms = {"mse_pet": mean_flat((x0 - out["x0_pet"]) ** 2)}
+        if learned:
+            terms["vb_pet"] = self._vb_term(x0, x_t, t, out["x0_pet"].detach(), out["var_pet"])
+        if out.get("x0_mri") is None:
+            terms["loss"] = terms["mse_pet"] + (self.loss_weights.vlb * terms["vb_pet"] if learned else 0.0)
             return terms
-        terms["vb_pet"] = self._vb_term(x0, x_t, t, out["x0_pet"].detach(), out["var_pet"])
-        vb = terms["vb_pet"]
-        if out.get("x0_mri") is not None:
-            present = t1_present_mask(cond, x0.shape[0], x0.device).to(x0.dtype)
+
+        present = t1_present_mask(cond, x0.shape[0], x0.device).to(x0.dtype)
+        terms["mse_mri"] = present * mean_flat((x0 - out["x0_mri"]) ** 2)
+        terms["consistency"] = present * mean_flat((out["x0_pet"] - out["x0_mri"]) ** 2)
+        w = self.loss_weights
+        loss = w.task * (terms["mse_pet"] + terms["mse_mri"]) + w.consistency * terms["consistency"]
+        if learned:
             terms["vb_mri"] = present * self._vb_term(x0, x_t, t, out["x0_mri"].detach(), out["var_mri"])
-            vb = vb + terms["vb_mri"]
-        terms["loss"] = terms["loss"] + self.loss_weights.vlb * vb
+            loss = loss + w.vlb * (terms["vb_pet"] + terms["vb_mri"])
+        terms["loss"] = loss
         return terms
 
     def _vb_term(

@@ -24,7 +24,7 @@ from . import checkpoint
 from .atomic import atomic_path
 from .config import ModelConfig, build_model, model_config
 from .dataset import CacheDtype, Orientation, SliceDataset, SliceRef, find_subjects
-from .diffusion import BetaSchedule, GaussianDiffusion, LossWeights, process_betas, task_losses
+from .diffusion import BetaSchedule, GaussianDiffusion, LossWeights, process_betas
 from .distributed import DistContext
 from .losses import mean_flat
 from .options import parse_enum, unhandled_choice
@@ -62,15 +62,11 @@ def diffusion_loss(diffusion: GaussianDiffusion) -> LossFn:
 def regression_loss(
     model: torch.nn.Module, target: torch.Tensor, cond: dict[str, torch.Tensor], generator: torch.Generator
 ) -> dict[str, torch.Tensor]:
-    """Per-sample loss of the network's direct prediction (x_t = 0, t = 0) to the SD-PET target [N x 1 x H x W].
-
-    The loss is the diffusion loss's multi-task part (task_losses): for M2Diff each decoder is fitted, not only
-    their average, which left the decoders apart and cost a later diffusion phase 0.8 dB (benchmarks/training).
-    "mse" is the MSE of the output the pipeline uses.
-    """
+    """Per-sample MSE of the network's direct prediction (x_t = 0, t = 0) to the SD-PET target [N x 1 x H x W]."""
     zeros_t = torch.zeros(target.shape[0], dtype=torch.long, device=target.device)
     out = model(torch.zeros_like(target), zeros_t, cond["ld_pet"], cond["t1"], cond["t1_present"])
-    return dict(task_losses(out, target, cond, LossWeights()), mse=mean_flat((out["x0"] - target) ** 2))
+    mse = mean_flat((out["x0"] - target) ** 2)
+    return {"loss": mse, "mse": mse}
 
 
 def _step_seeds(seed: int, step: int, rank: int) -> tuple[np.random.Generator, int, int]:
