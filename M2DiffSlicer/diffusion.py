@@ -80,6 +80,7 @@ class LossWeights:
     task: float = 0.4  # lambda1, on each decoder's MSE to the SD-PET
     consistency: float = 0.2  # lambda2, on MSE(x0_pet, x0_mri)
     vlb: float = 1.0  # on each decoder's VLB term (bits per dim); IDDPM's hybrid loss with lambda = 0.001 x T
+    output: float = 0.0  # on MSE(x0, output): the decoders' mean that sampling returns; not in the paper
 
     def to_dict(self) -> dict[str, float]:
         """JSON-ready copy."""
@@ -267,7 +268,8 @@ class GaussianDiffusion:
     ) -> dict[str, torch.Tensor]:
         """Per-sample M2Diff training loss at timesteps t.
 
-        loss = lambda1 (MSE_pet + MSE_mri) + lambda2 MSE(x0_pet, x0_mri) + w_vlb (VLB_pet + VLB_mri); a
+        loss = lambda1 (MSE_pet + MSE_mri) + lambda2 MSE(x0_pet, x0_mri) + w_vlb (VLB_pet + VLB_mri) (+ w_output
+        MSE of the output x0 when loss_weights.output is set); a
         single-decoder model's loss is its MSE (+ VLB). For MRI-free samples (t1 None or t1_present False) only
         the PET decoder's terms count. VLB terms exist only with learned-range variance; they see the x0
         estimate detached, so they train the variance alone (IDDPM section 3.1).
@@ -288,7 +290,7 @@ class GaussianDiffusion:
             terms["vb_pet"] = self._vb_term(x0, x_t, t, out["x0_pet"].detach(), out["var_pet"])
         if out.get("x0_mri") is None:
             terms["loss"] = terms["mse_pet"] + (self.loss_weights.vlb * terms["vb_pet"] if learned else 0.0)
-            return terms
+            return self._add_output_term(terms, x0, out)
 
         present = t1_present_mask(cond, x0.shape[0], x0.device).to(x0.dtype)
         terms["mse_mri"] = present * mean_flat((x0 - out["x0_mri"]) ** 2)
@@ -299,6 +301,13 @@ class GaussianDiffusion:
             terms["vb_mri"] = present * self._vb_term(x0, x_t, t, out["x0_mri"].detach(), out["var_mri"])
             loss = loss + w.vlb * (terms["vb_pet"] + terms["vb_mri"])
         terms["loss"] = loss
+        return self._add_output_term(terms, x0, out)
+
+    def _add_output_term(self, terms: dict[str, torch.Tensor], x0: torch.Tensor, out) -> dict[str, torch.Tensor]:
+        """Add loss_weights.output x the MSE of the network's output x0 (what sampling uses), when it is set."""
+        if self.loss_weights.output:
+            terms["mse_output"] = mean_flat((x0 - out["x0"]) ** 2)
+            terms["loss"] = terms["loss"] + self.loss_weights.output * terms["mse_output"]
         return terms
 
     def _vb_term(

@@ -118,7 +118,8 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         betas = process_betas(schedule, config.diffusion_steps, config.truncate_at)
         self.diffusion = GaussianDiffusion(betas, variance=self.model_config.variance.value,
-                                           loss_weights=LossWeights(vlb=config.vlb_weight))
+                                           loss_weights=LossWeights(vlb=config.vlb_weight,
+                                                                    output=config.output_loss_weight))
         if self.mode == TrainMode.DIFFUSION:
             self.loss_fn: LossFn = diffusion_loss(self.diffusion)
         elif self.mode == TrainMode.REGRESSION:

@@ -60,6 +60,9 @@ class TrainConfig:
     # none). Their gradients reach the shared network: at 1 the x0 error stopped falling (benchmarks/training), and
     # deterministic DDIM sampling never uses the variance they train (ancestral sampling does).
     vlb_weight: float = 0.0
+    # Weight of an extra MSE on the output sampling returns (for M2Diff the mean of its two decoders; not in the
+    # paper). The paper's loss fits each decoder and their consistency, which cost the mean 0.8 dB here.
+    output_loss_weight: float = 0.0
     flip: bool = True
     steps: int = 10000
     log_interval: int = 50
@@ -80,7 +83,7 @@ class TrainConfig:
         for name in ("batch_size", "steps", "log_interval", "checkpoint_interval", "diffusion_steps", "val_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("val_interval", "threads", "weight_decay", "grad_clip", "vlb_weight"):
+        for name in ("val_interval", "threads", "weight_decay", "grad_clip", "vlb_weight", "output_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.lr_decay_start < self.steps:

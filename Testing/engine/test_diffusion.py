@@ -305,6 +305,18 @@ def test_loss_weights_are_configurable_and_round_trip():
     assert torch.allclose(terms["loss"], terms["mse_pet"] + terms["mse_mri"] + 0.5 * terms["consistency"])
 
 
+@pytest.mark.parametrize("two_decoders", [True, False])
+def test_output_weight_adds_the_mse_of_the_output_sampling_uses(two_decoders):
+    terms, diffusion, ex = _loss_example(two_decoders=two_decoders)
+    weighted = GaussianDiffusion(diffusion.betas, variance=diffusion.variance, loss_weights=LossWeights(output=2.0))
+    with_output = weighted.training_losses(ex["model"], ex["x0"], ex["t"], ex["cond"], noise=ex["noise"])
+    mean = (ex["x0_pet"] + ex["x0_mri"]) / 2 if two_decoders else ex["x0_pet"]
+    mse_output = ((ex["x0"] - mean) ** 2).mean((1, 2, 3))
+    assert "mse_output" not in terms
+    assert torch.allclose(with_output["mse_output"], mse_output)
+    assert torch.allclose(with_output["loss"], terms["loss"] + 2.0 * mse_output)
+
+
 @pytest.mark.parametrize("argument, kwargs", [
     ("variance", dict(variance="learned")),
     ("schedule", dict(schedule="quadratic")),
