@@ -268,11 +268,11 @@ class GaussianDiffusion:
     ) -> dict[str, torch.Tensor]:
         """Per-sample M2Diff training loss at timesteps t.
 
-        loss = lambda1 (MSE_pet + MSE_mri) + lambda2 MSE(x0_pet, x0_mri) + w_vlb (VLB_pet + VLB_mri) (+ w_output
-        MSE of the output x0 when loss_weights.output is set); a
-        single-decoder model's loss is its MSE (+ VLB). For MRI-free samples (t1 None or t1_present False) only
-        the PET decoder's terms count. VLB terms exist only with learned-range variance; they see the x0
-        estimate detached, so they train the variance alone (IDDPM section 3.1).
+        loss = lambda1 (MSE_pet + MSE_mri) + lambda2 MSE(x0_pet, x0_mri) + w_vlb (VLB_pet + VLB_mri)
+        + w_output MSE(x0, output) (w_output = 0 in the paper); a single-decoder model's loss is its MSE (+ VLB).
+        For MRI-free samples (t1 None or t1_present False) only the PET decoder's terms count. VLB terms exist only
+        with learned-range variance; they see the x0 estimate detached, so they train the variance alone (IDDPM
+        section 3.1).
 
         :param model: M2Diff forward contract (docs/DEVELOPING.md).
         :param x0: [N x 1 x H x W] SD-PET target, normalised.

@@ -45,6 +45,7 @@ def training_summary(run: Path, best_step: int) -> dict:
         "schedule": config["schedule"],
         "truncate_at": config.get("truncate_at", 0),
         "vlb_weight": config.get("vlb_weight", 1.0),
+        "output_loss_weight": config.get("output_loss_weight", 0.0),
         "wall_clock_s": round(records[-1]["elapsed_s"]) if records else 0,
         "hardware": "1 CPU thread shared on a 2-core machine",
         "weights": f"EMA weights at step {best_step}, chosen on the validation x0 MSE",
