@@ -6,9 +6,9 @@
 guided-filter settings are chosen on the `--val` subjects (seeds 8000+), never on the test ones. Every method
 works on the same inputs: the LD-PET and the T1 registered to it by the pipeline's own rigid registration
 (not the simulator's true transform). Metrics are computed on the PET grid against the SD-PET inside the brain
-mask: 2D axial-slice means (as the paper reports them) and 3D, plus the mean |regional SUVR bias| (reference
-region as in the subject's meta.json). Writes quality.json and quality.md; paired t-tests compare each method
-with M2Diff over subjects.
+mask: 2D axial-slice means (as the paper reports them) and 3D, plus the mean |SUVR bias| over the simulator's
+regions and over the cortical lobes they make up (`LOBES`; reference region as in the subject's meta.json).
+Writes quality.json and quality.md; paired t-tests compare each method with M2Diff over subjects.
 
 Each (method, weights sha256, subject, DRF, steps) score and each registration is kept in `--cache`, so a rerun
 (e.g. once the last model has finished training) only computes what is new.
@@ -41,6 +41,15 @@ from M2DiffSlicer.respace import trained_process_diffusion
 GAUSSIAN_FWHM_MM = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
 GUIDED_RADIUS_MM = (2.0, 4.0, 6.0, 8.0)
 GUIDED_EPSILON = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+# Cortical lobes (per hemisphere) as unions of the simulator's regions, for the issue's "lobar SUVR bias".
+LOBES = {
+    "frontal": ("superior_frontal_gyrus", "orbitofrontal_cortex", "dorsolateral_frontal_cortex", "paracentral_lobule"),
+    "parietal": ("postcentral_gyrus", "dorsolateral_parietal_cortex", "precuneus"),
+    "temporal": ("lateral_temporal_cortex", "mesial_temporal_cortex", "hippocampus", "amygdala"),
+    "occipital": ("lateral_occipital_cortex", "pericalcarine_cortex", "lingual_gyrus", "cuneus"),
+    "cingulate": ("anterior_cingulate_cortex", "posterior_cingulate_cortex", "isthmus_cingulate_cortex"),
+    "insula": ("insula",),
+}
 
 
 @dataclass
@@ -100,11 +109,9 @@ def _transform_distance_mm(a: sitk.Transform, b: sitk.Transform, labels: np.ndar
 
 
 def score(pred: np.ndarray, subject: Subject) -> dict:
-    """2D-slice and 3D metrics in the brain mask, and the mean |regional SUVR bias| vs the SD-PET (%)."""
+    """2D-slice and 3D metrics in the brain mask, and the mean |SUVR bias| vs the SD-PET (%) over the simulator's
+    regions and over the lobes."""
     result = metrics.evaluate(pred, subject.sd, subject.brain)
-    ref_suvr = _suvr(subject.sd, subject)
-    pred_suvr = _suvr(pred, subject)
-    bias = [100.0 * (pred_suvr[k] - ref_suvr[k]) / ref_suvr[k] for k in ref_suvr if k != subject.reference_label]
     return {
         "psnr_2d": result["slices_2d"]["psnr"],
         "ssim_2d": result["slices_2d"]["ssim"],
@@ -112,16 +119,40 @@ def score(pred: np.ndarray, subject: Subject) -> dict:
         "psnr_3d": result["psnr_3d"],
         "ssim_3d": result["ssim_3d"],
         "nmse_3d": result["nmse_3d"],
-        "suvr_abs_bias_pct": float(np.mean(np.abs(bias))),
+        "suvr_abs_bias_pct": _mean_abs_suvr_bias(pred, subject, subject.labels),
+        "suvr_abs_bias_lobar_pct": _mean_abs_suvr_bias(pred, subject, lobar_labels(subject)),
     }
 
 
-def _suvr(volume: np.ndarray, subject: Subject) -> dict[int, float]:
-    flat = subject.labels.ravel()
+def lobar_labels(subject: Subject) -> np.ndarray:
+    """The subject's labelmap with each lobe (and hemisphere) merged into one label and the reference region kept
+    (as label 1); every other region is 0."""
+    merged = np.zeros_like(subject.labels)
+    merged[subject.labels == subject.reference_label] = 1
+    by_name = {name: label for label, name in subject.names.items()}
+    next_label = 2
+    for regions in LOBES.values():
+        for side in ("left", "right"):
+            members = [by_name[f"{region}_{side}"] for region in regions if f"{region}_{side}" in by_name]
+            if not members:
+                raise ValueError(f"{subject.name}: no region of lobe {regions} ({side}) in its labels")
+            merged[np.isin(subject.labels, members)] = next_label
+            next_label += 1
+    return merged
+
+
+def _mean_abs_suvr_bias(pred: np.ndarray, subject: Subject, labels: np.ndarray) -> float:
+    """Mean over labels other than the reference of |SUVR(pred) - SUVR(SD)| / SUVR(SD), in %."""
+    reference = int(np.unique(labels[subject.labels == subject.reference_label])[0])
+    ref_suvr, pred_suvr = _suvr(subject.sd, labels, reference), _suvr(pred, labels, reference)
+    return float(np.mean([100.0 * abs(pred_suvr[k] - ref_suvr[k]) / ref_suvr[k] for k in ref_suvr if k != reference]))
+
+
+def _suvr(volume: np.ndarray, labels: np.ndarray, reference_label: int) -> dict[int, float]:
+    flat = labels.ravel()
     counts = np.bincount(flat)
     means = np.bincount(flat, weights=volume.ravel().astype(np.float64)) / np.maximum(counts, 1)
-    reference = means[subject.reference_label]
-    return {k: means[k] / reference for k in range(1, len(counts)) if counts[k] > 0}
+    return {k: means[k] / means[reference_label] for k in range(1, len(counts)) if counts[k] > 0}
 
 
 class NetworkMethod:
@@ -258,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, method in methods.items():
             started = time.perf_counter()
             key = f"{label}|{keys.get(label, json.dumps(chosen, sort_keys=True))}|drf{drf}"
-            if args.cached_only and not all(f"{key}|{s.name}" in cached.scores for s in test):
+            if args.cached_only and not all(cached.has(f"{key}|{s.name}") for s in test):
                 print(f"  {label}: not scored on every subject at DRF {drf} (--cached-only): left out", flush=True)
                 continue
             rows[label] = [cached.get(f"{key}|{s.name}", lambda s=s: score(method(s), s)) for s in test]
@@ -291,14 +322,19 @@ class _ScoreCache:
         self.path = path
         self.scores = json.loads(path.read_text()) if path.exists() else {}
 
+    def has(self, key: str) -> bool:
+        """Scored, with every metric of KEYS (entries from before a metric was added are recomputed)."""
+        return key in self.scores and set(KEYS) <= self.scores[key].keys()
+
     def get(self, key: str, compute) -> dict:
-        if key not in self.scores:
+        if not self.has(key):
             self.scores[key] = compute()
             self.path.write_text(json.dumps(self.scores, indent=1))
         return self.scores[key]
 
 
-KEYS = ("psnr_2d", "ssim_2d", "nmse_2d", "psnr_3d", "ssim_3d", "suvr_abs_bias_pct")
+KEYS = ("psnr_2d", "ssim_2d", "nmse_2d", "psnr_3d", "ssim_3d", "suvr_abs_bias_pct",
+        "suvr_abs_bias_lobar_pct")
 
 
 def _summary(rows: list[dict]) -> str:
@@ -318,8 +354,9 @@ def markdown(report: dict) -> str:
              "(PSNR 2D).", ""]
     for drf, block in report["drf"].items():
         lines += [f"### DRF {drf}", "",
-                  "| method | PSNR 2D (dB) | SSIM 2D | NMSE 2D | PSNR 3D (dB) | SSIM 3D | mean abs SUVR bias (%) | p |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| method | PSNR 2D (dB) | SSIM 2D | NMSE 2D | PSNR 3D (dB) | SSIM 3D "
+                  "| mean abs SUVR bias, 51 regions (%) | mean abs SUVR bias, 12 lobes (%) | p |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for label, rows in block["per_subject"].items():
             cells = [f"{np.mean([r[k] for r in rows]):.4g} ± {np.std([r[k] for r in rows]):.2g}" for k in KEYS]
             p = block["ttest_vs_m2diff"].get(label, {}).get("psnr_2d", {}).get("p")
@@ -329,10 +366,11 @@ def markdown(report: dict) -> str:
         sweep = report["steps_sweep"]
         lines += [f"### M2Diff quality vs sampling steps (DRF {sweep['drf']}, {len(sweep['subjects'])} subjects, "
                   f"orientations {', '.join(sweep['orientations'])})", "",
-                  "| steps | PSNR 2D (dB) | SSIM 2D | mean abs SUVR bias (%) |", "|---|---|---|---|"]
+                  "| steps | PSNR 2D (dB) | SSIM 2D | mean abs SUVR bias, regions (%) | lobes (%) |",
+                  "|---|---|---|---|---|"]
+        columns = ("psnr_2d", "ssim_2d", "suvr_abs_bias_pct", "suvr_abs_bias_lobar_pct")
         for steps, rows in sweep["rows"].items():
-            lines.append(f"| {steps} | " + " | ".join(
-                f"{np.mean([r[k] for r in rows]):.4g}" for k in ("psnr_2d", "ssim_2d", "suvr_abs_bias_pct")) + " |")
+            lines.append(f"| {steps} | " + " | ".join(f"{np.mean([r[k] for r in rows]):.4g}" for k in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
