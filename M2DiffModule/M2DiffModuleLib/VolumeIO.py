@@ -113,7 +113,7 @@ def copyPetQuantity(sourceVolume, targetVolume) -> None:
 
 
 def applyPetDisplay(sourceVolume, targetVolume, petColorNodeId: str, matchWindowLevel: bool = True) -> None:
-    """Show ``targetVolume`` like the source PET: its colour node when not grey (else PET-Heat) and, so that the
+    """Show ``targetVolume`` like the source PET: its colour node when not grey (else PET-DICOM) and, so that the
     side-by-side comparison maps equal uptake to equal colour, the source's window/level (``matchWindowLevel``)."""
     targetVolume.CreateDefaultDisplayNodes()
     targetDisplay = targetVolume.GetDisplayNode()

@@ -37,7 +37,7 @@ def test_output_is_on_the_input_grid_with_the_worker_values_and_suv_quantity_and
                                fake_worker.ENHANCE_FACTOR * slicer.util.arrayFromVolume(ldPet), rtol=1e-6)
     assert output.GetVoxelValueQuantity().GetAsString() == ldPet.GetVoxelValueQuantity().GetAsString()
     assert output.GetVoxelValueUnits().GetCodeValue() == "{SUVbw}g/ml"
-    assert output.GetDisplayNode().GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-Heat"
+    assert output.GetDisplayNode().GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-DICOM"
 
 
 def test_enhanced_pet_is_windowed_like_the_input_for_a_fair_comparison(subject, fakeWorker, tmp_path):
@@ -56,7 +56,7 @@ def test_grey_auto_windowed_input_gets_pet_colours_and_a_percentile_window_share
     result, _ = runOk(subject, fakeWorker, tmp_path)
     for volume in (subject.ldPet, result.outputVolume):
         display = volume.GetDisplayNode()
-        assert display.GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-Heat"
+        assert display.GetColorNodeID() == "vtkMRMLPETProceduralColorNodePET-DICOM"
         assert (display.GetWindow(), display.GetLevel()) == pytest.approx((top, top / 2))
 
 
