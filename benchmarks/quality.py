@@ -355,7 +355,7 @@ def markdown(report: dict) -> str:
     for drf, block in report["drf"].items():
         lines += [f"### DRF {drf}", "",
                   "| method | PSNR 2D (dB) | SSIM 2D | NMSE 2D | PSNR 3D (dB) | SSIM 3D "
-                  "| mean abs SUVR bias, 51 regions (%) | mean abs SUVR bias, 12 lobes (%) | p |",
+                  "| mean abs SUVR bias, regions (%) | mean abs SUVR bias, lobes (%) | p |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for label, rows in block["per_subject"].items():
             cells = [f"{np.mean([r[k] for r in rows]):.4g} ± {np.std([r[k] for r in rows]):.2g}" for k in KEYS]
