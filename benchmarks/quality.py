@@ -23,6 +23,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,11 @@ class Subject:
     labels: np.ndarray
     names: dict[int, str]
     reference_label: int
+
+    @cached_property
+    def lobes(self) -> np.ndarray:
+        """`labels` merged into lobes (lobar_labels), built once for every method scored on this subject."""
+        return lobar_labels(self)
 
 
 def load_subject(folder: Path, drfs: list[int], cache: Path) -> Subject:
@@ -119,8 +125,8 @@ def score(pred: np.ndarray, subject: Subject) -> dict:
         "psnr_3d": result["psnr_3d"],
         "ssim_3d": result["ssim_3d"],
         "nmse_3d": result["nmse_3d"],
-        "suvr_abs_bias_pct": _mean_abs_suvr_bias(pred, subject, subject.labels),
-        "suvr_abs_bias_lobar_pct": _mean_abs_suvr_bias(pred, subject, lobar_labels(subject)),
+        "suvr_abs_bias_pct": mean_abs_suvr_bias(pred, subject, subject.labels),
+        "suvr_abs_bias_lobar_pct": mean_abs_suvr_bias(pred, subject, subject.lobes),
     }
 
 
@@ -141,7 +147,7 @@ def lobar_labels(subject: Subject) -> np.ndarray:
     return merged
 
 
-def _mean_abs_suvr_bias(pred: np.ndarray, subject: Subject, labels: np.ndarray) -> float:
+def mean_abs_suvr_bias(pred: np.ndarray, subject: Subject, labels: np.ndarray) -> float:
     """Mean over labels other than the reference of |SUVR(pred) - SUVR(SD)| / SUVR(SD), in %."""
     reference = int(np.unique(labels[subject.labels == subject.reference_label])[0])
     ref_suvr, pred_suvr = _suvr(subject.sd, labels, reference), _suvr(pred, labels, reference)

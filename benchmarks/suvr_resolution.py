@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         for subject in subjects:
             spacing = subject.ld[100].GetSpacing()[::-1]
             blurred = gaussian_postfilter(subject.sd, fwhm, spacing)
-            regions.append(quality._mean_abs_suvr_bias(blurred, subject, subject.labels))
-            lobes.append(quality._mean_abs_suvr_bias(blurred, subject, quality.lobar_labels(subject)))
+            regions.append(quality.mean_abs_suvr_bias(blurred, subject, subject.labels))
+            lobes.append(quality.mean_abs_suvr_bias(blurred, subject, subject.lobes))
             inside = subject.labels == subject.reference_label
             reference.append(100.0 * (blurred[inside].mean() / subject.sd[inside].mean() - 1.0))
         rows[f"{fwhm:g}"] = {"suvr_abs_bias_pct": float(np.mean(regions)),

@@ -51,12 +51,12 @@ def test_lobar_labels_need_the_simulators_region_names():
 
 def test_suvr_bias_ignores_global_scale_and_sees_a_regional_change():
     subject = _lobar_subject()
-    lobes = quality.lobar_labels(subject)
-    assert quality._mean_abs_suvr_bias(2.5 * subject.sd, subject, lobes) == pytest.approx(0.0, abs=1e-9)
+    lobes = subject.lobes
+    assert quality.mean_abs_suvr_bias(2.5 * subject.sd, subject, lobes) == pytest.approx(0.0, abs=1e-9)
     changed = subject.sd.copy()
     changed[lobes == 2] *= 1.1  # one of the 12 lobes 10 % hotter
-    assert quality._mean_abs_suvr_bias(changed, subject, lobes) == pytest.approx(10.0 / 12, rel=1e-6)
+    assert quality.mean_abs_suvr_bias(changed, subject, lobes) == pytest.approx(10.0 / 12, rel=1e-6)
     # the reference region hotter: every other SUVR falls by 1/1.1
     reference_hotter = subject.sd.copy()
     reference_hotter[lobes == 1] *= 1.1
-    assert quality._mean_abs_suvr_bias(reference_hotter, subject, lobes) == pytest.approx(100 * (1 - 1 / 1.1))
+    assert quality.mean_abs_suvr_bias(reference_hotter, subject, lobes) == pytest.approx(100 * (1 - 1 / 1.1))
