@@ -103,7 +103,8 @@ class M2DiffModuleParameterNode:
 
     ldPet: vtkMRMLScalarVolumeNode
     t1: vtkMRMLScalarVolumeNode
-    roi: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]
+    # None must be listed: the wrapper writes the default None, which a Union without it cannot serialize.
+    roi: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]
     outputVolume: vtkMRMLScalarVolumeNode
     engine: M2DiffEngineSettings
 
@@ -152,7 +153,8 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         if self.job is not None:
-            self.job.cancel()
+            # No timer will poll the job again, so nothing may be left to a grace period.
+            self.job.cancel(force=True)
         self.removeObservers()
 
     def enter(self) -> None:
@@ -188,7 +190,11 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
-        if self.job is not None:
+        if self.job is not None and self.job.cancelRequested:
+            self.ui.applyButton.text = _("Cancelling…")
+            self.ui.applyButton.toolTip = _("Waiting for the worker to stop")
+            self.ui.applyButton.enabled = False
+        elif self.job is not None:
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the running enhancement")
             self.ui.applyButton.enabled = True
@@ -205,6 +211,7 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Enhance, or Cancel while a job runs."""
         if self.job is not None:
             self.job.cancel()
+            self._checkCanApply()
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the enhancement."), waitCursor=True):
             self.logic.ensureDependenciesOrRaise(askConfirmation=self.showDialogs)
@@ -244,7 +251,7 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class M2DiffModuleLogic(ScriptedLoadableModuleLogic):
     """Console-callable logic: ``M2DiffModuleLogic().process(ldPet, t1)``. Never opens dialogs.
 
-    ``workerCommand`` (default ``PythonSlicer -m M2DiffSlicer.worker``) and ``timerFactory`` (default a Qt timer)
+    ``workerCommand`` (default ``PythonSlicer -m M2DiffSlicer.enhance.worker``) and ``timerFactory`` (default a Qt timer)
     are the injectable Qt/app edges.
     """
 

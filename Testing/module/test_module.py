@@ -11,11 +11,11 @@ import M2DiffModule
 from M2DiffModule import M2DiffModuleLogic, settingsFromParameterNode
 from M2DiffModuleLib import Dependencies, SampleDataRegistration
 from M2DiffModuleLib.EnhanceLogic import Device, Orientations
-from slicer_harness.scripted_loadable_module import ModuleParent
+from slicer_harness import ModuleParent
 
 
 def test_module_metadata_is_complete_and_cites_the_paper():
-    parent = ModuleParent()
+    parent = ModuleParent(M2DiffModule.__file__)
     M2DiffModule.M2DiffModule(parent)
     assert parent.title == "M2Diff PET Enhancement"
     assert parent.categories and parent.contributors and all(parent.contributors)
@@ -25,7 +25,7 @@ def test_module_metadata_is_complete_and_cites_the_paper():
 
 def test_sample_data_is_registered_on_startup_completed_not_at_load():
     slicer.app.connections.pop("startupCompleted()", None)
-    M2DiffModule.M2DiffModule(ModuleParent())
+    M2DiffModule.M2DiffModule(ModuleParent(M2DiffModule.__file__))
     assert slicer.app.connections["startupCompleted()"] == [M2DiffModule.registerSampleData]
 
 

@@ -5,7 +5,6 @@ import enum
 import os
 import pathlib
 import re
-import typing
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -75,29 +74,30 @@ def bindings(uiTree) -> dict[str, str]:
 
 def parameterNames(wrapperClass) -> dict[str, object]:
     """Every bindable name of the parameter node: top-level parameters and "pack.member" for packs."""
+    from slicer.parameterNodeWrapper import isParameterPack, unannotatedType
+
     names = {}
     for name, info in wrapperClass.allParameters.items():
-        datatype = typing.get_args(info.annotated)[0] if typing.get_origin(info.annotated) is typing.Annotated \
-            else info.annotated
-        if getattr(datatype, "_is_parameter_pack", False):
+        datatype = unannotatedType(info.unalteredType)
+        if isParameterPack(datatype):
             for member, memberInfo in datatype.allParameters.items():
-                names[f"{name}.{member}"] = memberInfo.annotated
+                names[f"{name}.{member}"] = memberInfo.unalteredType
         else:
-            names[name] = info.annotated
+            names[name] = info.unalteredType
     return names
 
 
 def connectorKey(annotated):
-    datatype = typing.get_args(annotated)[0] if typing.get_origin(annotated) is typing.Annotated else annotated
-    if typing.get_origin(datatype) is typing.Union:
-        datatype = typing.get_args(datatype)[0]
+    from slicer.parameterNodeWrapper import isNodeOrUnionOfNodes, unannotatedType
+
+    if isNodeOrUnionOfNodes(annotated):
+        return slicer.vtkMRMLNode
+    datatype = unannotatedType(annotated)
     for key in (bool, int, float, str, pathlib.Path):
         if datatype is key:
             return key
     if isinstance(datatype, type) and issubclass(datatype, enum.Enum):
         return enum.Enum
-    if isinstance(datatype, type) and issubclass(datatype, slicer.vtkMRMLNode):
-        return slicer.vtkMRMLNode
     raise AssertionError(f"no GUI connector for {annotated!r}")
 
 
@@ -138,6 +138,7 @@ def test_each_bound_widget_is_a_kind_slicer_can_connect_to_its_parameter_type(ui
 
 def test_node_selectors_offer_exactly_the_node_types_of_their_parameters(loaded, uiTree):
     import M2DiffModule
+    from slicer.parameterNodeWrapper import getNodeTypes
 
     widget, _ = loaded
     names = parameterNames(M2DiffModule.M2DiffModuleParameterNode)
@@ -145,6 +146,5 @@ def test_node_selectors_offer_exactly_the_node_types_of_their_parameters(loaded,
         if widgetClass != "qMRMLNodeComboBox":
             continue
         selector = next(w for w in widget.findChildren(QWidget) if w.property("SlicerParameterName") == name)
-        annotated = names[name]
-        classes = typing.get_args(annotated) if typing.get_origin(annotated) is typing.Union else (annotated,)
-        assert list(selector.property("nodeTypes")) == [c.__name__ for c in classes], name
+        # Slicer's qMRMLNodeComboBox connector overwrites nodeTypes with getNodeTypes(); the .ui must not differ.
+        assert tuple(selector.property("nodeTypes")) == getNodeTypes(names[name]), name
