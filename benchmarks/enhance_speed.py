@@ -95,11 +95,11 @@ def main() -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from M2DiffSlicer.checkpoint import save_checkpoint
-    from M2DiffSlicer.config import build_model, model_config
-    from M2DiffSlicer.dataset import Orientation
-    from M2DiffSlicer.inference import sampled_slice_indices
-    from M2DiffSlicer.preprocess import ModelGrid, prepare_inputs
+    from M2DiffSlicer.model.checkpoint import save_checkpoint
+    from M2DiffSlicer.model.config import build_model, model_config
+    from M2DiffSlicer.training.data import Orientation
+    from M2DiffSlicer.enhance.slice_inference import sampled_slice_indices
+    from M2DiffSlicer.imaging.model_grid import ModelGrid, prepare_inputs
 
     results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                  "torch": torch.__version__, "threads": torch.get_num_threads(),

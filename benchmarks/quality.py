@@ -30,14 +30,14 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from M2DiffSlicer import metrics
-from M2DiffSlicer.checkpoint import load_checkpoint
-from M2DiffSlicer.filters import gaussian_postfilter, guided_filter
-from M2DiffSlicer.inference import InferenceOptions, run_inference
+from M2DiffSlicer.imaging import metrics
+from M2DiffSlicer.model.checkpoint import load_checkpoint
+from filters import gaussian_postfilter, guided_filter
+from M2DiffSlicer.enhance.slice_inference import InferenceOptions, run_inference
 from M2DiffSlicer.options import DEFAULT_SAMPLING_STEPS
-from M2DiffSlicer.preprocess import prepare_inputs, resample_like, restore_output
-from M2DiffSlicer.registration import register_rigid
-from M2DiffSlicer.respace import trained_process_diffusion
+from M2DiffSlicer.imaging.model_grid import prepare_inputs, resample_like, restore_output
+from M2DiffSlicer.imaging.registration import register_rigid
+from M2DiffSlicer.diffusion.respace import trained_process_diffusion
 
 GAUSSIAN_FWHM_MM = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
 GUIDED_RADIUS_MM = (2.0, 4.0, 6.0, 8.0)

@@ -1,7 +1,7 @@
 """Simulator benchmark: seconds per subject and the LD-vs-SD difficulty table on held-out seeds (9000+).
 
 Run: `python benchmarks/simulator.py --subjects 4` (about 20 s per subject on one busy core). Metrics on the
-subject's brain mask, both images scaled by the SD max in the mask (M2DiffSlicer.metrics).
+subject's brain mask, both images scaled by the SD max in the mask (M2DiffSlicer.imaging.metrics).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from M2DiffSlicer import metrics
+from M2DiffSlicer.imaging import metrics
 from M2DiffSlicer.simulation.anatomy import load_template
 from M2DiffSlicer.simulation.subject import SimulationConfig, simulate_subject
 

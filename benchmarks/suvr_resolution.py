@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402 - the sibling benchmark script
 
-from M2DiffSlicer.filters import gaussian_postfilter  # noqa: E402
+from filters import gaussian_postfilter  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,9 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from M2DiffSlicer.checkpoint import load_checkpoint
-from M2DiffSlicer.train import Trainer
-from M2DiffSlicer.train_config import TrainConfig, TrainMode
+from M2DiffSlicer.model.checkpoint import load_checkpoint
+from M2DiffSlicer.training.trainer import Trainer
+from M2DiffSlicer.training.config import TrainConfig, TrainMode
 
 
 def errors_by_timestep(run: Path, timesteps: list[int], threads: int) -> dict[int, dict[str, float]]:

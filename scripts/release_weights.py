@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from M2DiffSlicer.catalogue import validate_catalogue
-from M2DiffSlicer.checkpoint import load_checkpoint, save_checkpoint
+from M2DiffSlicer.model.catalogue import validate_catalogue
+from M2DiffSlicer.model.checkpoint import load_checkpoint, save_checkpoint
 from M2DiffSlicer.resources import resource_path
 
 

@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         VolumeIO.applyPetDisplay(ldPet, enhanced, petColors)
         t1Title = "T1"
     else:
-        logic = M2DiffModuleLogic(workerCommand=[sys.executable, "-m", "M2DiffSlicer.worker"])
+        logic = M2DiffModuleLogic(workerCommand=[sys.executable, "-m", "M2DiffSlicer.enhance.worker"])
         orientations = Orientations.AXIAL if args.axial_only else Orientations.ALL
         result = logic.process(ldPet, t1, steps=args.steps, orientations=orientations, weights=args.weights)
         enhanced = result.outputVolume

@@ -1,7 +1,7 @@
 """One Enhance job: inputs to files, the engine worker process, results back into the scene.
 
 The module talks to the engine only through the worker protocol of docs/DEVELOPING.md ("Worker protocol"):
-``<python> -m M2DiffSlicer.worker --job job.json`` with JSON-line events on stdout.
+``<python> -m M2DiffSlicer.enhance.worker --job job.json`` with JSON-line events on stdout.
 """
 
 import dataclasses
@@ -94,11 +94,11 @@ class EnhanceSettings:
 
 
 def defaultWorkerCommand() -> list[str]:
-    """``PythonSlicer -m M2DiffSlicer.worker``: the worker runs in Slicer's Python, in its own process."""
+    """``PythonSlicer -m M2DiffSlicer.enhance.worker``: the worker runs in Slicer's Python, in its own process."""
     pythonSlicer = shutil.which("PythonSlicer")
     if pythonSlicer is None:
         raise RuntimeError("PythonSlicer was not found on PATH; it is needed to run the M2Diff worker")
-    return [pythonSlicer, "-m", "M2DiffSlicer.worker"]
+    return [pythonSlicer, "-m", "M2DiffSlicer.enhance.worker"]
 
 
 def _firstFolderWith(relativePath: str) -> str | None:

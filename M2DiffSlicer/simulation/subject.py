@@ -259,7 +259,7 @@ def write_subject(subject: Subject, folder: str | os.PathLike) -> Path:
     import SimpleITK as sitk
 
     from ..atomic import atomic_path, write_text_atomic
-    from ..volumes import write_image_atomic
+    from ..imaging.volumes import write_image_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,8 @@ def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     """Save an untrained tiny-preset M2DiffNet whose meta names the 6 mm test grid."""
     import torch
 
-    from M2DiffSlicer.checkpoint import save_checkpoint
-    from M2DiffSlicer.config import build_model, model_config
+    from M2DiffSlicer.model.checkpoint import save_checkpoint
+    from M2DiffSlicer.model.config import build_model, model_config
 
     torch.manual_seed(seed)
     config = model_config("tiny")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from M2DiffSlicer.config import HFFMode, model_config
-from M2DiffSlicer.dataset import load_subject
+from M2DiffSlicer.model.config import HFFMode, model_config
+from M2DiffSlicer.training.data import load_subject
 from M2DiffSlicer.options import parse_enum
-from M2DiffSlicer.train_config import TrainConfig
+from M2DiffSlicer.training.config import TrainConfig
 
 
 def test_parse_enum_accepts_a_member_or_its_value():
@@ -37,9 +37,9 @@ def test_load_subject_rejects_an_unknown_cache_dtype_by_name(tmp_path):
 
 
 def test_json_round_trips_reject_unknown_fields_by_name():
-    from M2DiffSlicer.config import ModelConfig, model_config
-    from M2DiffSlicer.diffusion import LossWeights
-    from M2DiffSlicer.train_config import TrainConfig
+    from M2DiffSlicer.model.config import ModelConfig, model_config
+    from M2DiffSlicer.diffusion.gaussian_diffusion import LossWeights
+    from M2DiffSlicer.training.config import TrainConfig
 
     with pytest.raises(ValueError, match="unknown ModelConfig field.*bogus"):
         ModelConfig.from_dict({**model_config("tiny").to_dict(), "bogus": 1})

@@ -2,7 +2,7 @@
 
 Before the module is imported, ``slicer_harness.install`` builds a real scene with the application's logics and
 registers small stand-ins for the Qt/app layer. A ``PythonSlicer`` launcher shim on PATH runs this interpreter,
-so the logic's default worker command (``PythonSlicer -m M2DiffSlicer.worker``) is what the tests exercise.
+so the logic's default worker command (``PythonSlicer -m M2DiffSlicer.enhance.worker``) is what the tests exercise.
 """
 
 import os

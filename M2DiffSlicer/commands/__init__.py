@@ -1,1 +1,0 @@
-"""Subcommands of `m2diff`: each module defines `register(parser)` and `run(args) -> int`."""

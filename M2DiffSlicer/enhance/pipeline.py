@@ -1,0 +1,488 @@
+"""The enhance job as a generator of events: validate, register, prepare, infer, fuse, restore, ROI table, write.
+
+`enhance_events(job)` yields the worker protocol's events (docs/DEVELOPING.md "Worker protocol") except `error`,
+which belongs to whoever catches the exception: the worker prints every event as a JSON line, the CLI drives a
+progress bar. Cancelling = setting the `cancel` event (checked between steps, also inside registration) or
+closing the generator; either way nothing is left on disk, because every output is first written to a temporary
+file beside its destination and all of them are renamed into place together at the very end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..imaging import validation
+from ..imaging.atlas import atlas_labels_for_subject
+from ..atomic import temp_path_beside
+from ..model.catalogue import resolve_weights
+from ..model.checkpoint import file_sha256, load_checkpoint
+from ..errors import BadInputError, CancelledError, ModelError
+from .slice_inference import InferenceOptions, InferenceResult, device_report, resolve_device, run_inference
+from ..options import DEFAULT_SAMPLING_STEPS
+from ..imaging.model_grid import ModelGrid, PreparedInputs, prepare_inputs, restore_output
+from ..imaging.registration import register_rigid
+from ..diffusion.respace import trained_process_diffusion
+from ..imaging.roi import roi_table, write_roi_csv, write_roi_json
+from ..imaging.volumes import read_image
+
+T = TypeVar("T")
+
+ALL_ORIENTATIONS = ("axial", "coronal", "sagittal")
+OUTPUT_FIELDS = ("output", "uncertainty_output", "transform_output", "roi_csv", "roi_json", "report")
+# Share of the overall progress bar per phase (renormalised over the phases a job runs); measured proportions
+# of a CPU run of the small preset, where sampling dominates.
+# Inference interleaves sampling and destriping (each orientation is destriped once sampled), so "fuse" events
+# share the "infer" span and its step count.
+PHASE_WEIGHTS = {"validate": 0.03, "register": 0.10, "prepare": 0.03, "infer": 0.77, "restore": 0.02,
+                 "roi": 0.04, "write": 0.01}
+_SPAN_OF_PHASE = {"fuse": "infer"}
+
+
+@dataclasses.dataclass
+class EnhanceJob:
+    """One enhancement: the fields of job.json (docs/DEVELOPING.md "Worker protocol"), JSON round-trip.
+
+    pet / t1 / roi / transform: input paths (t1 None = MRI-free; roi: a labelmap, else the built-in lobar atlas;
+    transform: a T1->PET .tfm in ITK resampling convention that replaces registration). Output paths may be None
+    (not written) except `output`. weights: checkpoint path or catalogue id (None = the catalogue default).
+    The rest are InferenceOptions fields.
+    """
+
+    pet: str
+    output: str
+    t1: str | None = None
+    roi: str | None = None
+    transform: str | None = None
+    uncertainty_output: str | None = None
+    transform_output: str | None = None
+    roi_csv: str | None = None
+    roi_json: str | None = None
+    report: str | None = None
+    weights: str | None = None
+    steps: int = DEFAULT_SAMPLING_STEPS
+    orientations: list[str] = dataclasses.field(default_factory=lambda: list(ALL_ORIENTATIONS))
+    device: str = "auto"
+    seed: int = 0
+    batch_size: int = 16
+    bf16: bool = False
+    channels_last: bool = False
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("pet", "output"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise BadInputError(f"job field {name!r} must be a non-empty path, got {getattr(self, name)!r}")
+        self.orientations = list(self.orientations)
+        self.inference_options()  # checks the options once, here
+
+    def inference_options(self) -> InferenceOptions:
+        """The job's inference settings; BadInputError naming the bad field."""
+        try:
+            return InferenceOptions(steps=self.steps, orientations=tuple(self.orientations),
+                                    batch_size=self.batch_size, seed=self.seed, device=self.device, bf16=self.bf16,
+                                    channels_last=self.channels_last, threads=self.threads, uncertainty=self.uncertainty_output is not None)
+        except (TypeError, ValueError) as error:
+            raise BadInputError(f"invalid job option: {error}") from None
+
+    def outputs(self) -> dict[str, str | None]:
+        """{field: path or None} of every output."""
+        return {name: getattr(self, name) for name in OUTPUT_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnhanceJob:
+        """Build from a job.json object; unknown or missing fields are a BadInputError."""
+        if not isinstance(data, dict):
+            raise BadInputError(f"a job must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BadInputError(f"unknown job field(s): {', '.join(unknown)}")
+        missing = sorted(name for name in ("pet", "output") if data.get(name) is None)
+        if missing:
+            raise BadInputError(f"job is missing required field(s): {', '.join(missing)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> EnhanceJob:
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            raise BadInputError(f"job is not valid JSON: {error}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> EnhanceJob:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise BadInputError(f"cannot read job file {path}: {error.strerror}") from None
+        return cls.from_json(text)
+
+
+class _Progress:
+    """Turns (phase, step, total) into progress events with the overall fraction."""
+
+    def __init__(self, phases: list[str]) -> None:
+        weights = {p: PHASE_WEIGHTS[p] for p in phases}
+        norm = sum(weights.values())
+        self.start, self.weight, offset = {}, {}, 0.0
+        for phase in PHASE_WEIGHTS:
+            if phase in weights:
+                self.start[phase], self.weight[phase] = offset, weights[phase] / norm
+                offset += self.weight[phase]
+
+    def __call__(self, phase: str, step: int, total: int, message: str) -> dict[str, Any]:
+        span = _SPAN_OF_PHASE.get(phase, phase)
+        done = min(max(step / total, 0.0), 1.0) if total else 1.0
+        fraction = self.start[span] + self.weight[span] * done
+        return {"event": "progress", "phase": phase, "step": int(step), "total": int(total),
+                "fraction": round(min(fraction, 1.0), 4), "message": message}
+
+
+class _StagedOutputs:
+    """Outputs written beside their destinations under temporary names, renamed into place only by `commit`."""
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+
+    def path_for(self, destination: str | os.PathLike) -> Path:
+        """A fresh temporary path in the destination's folder, with the same extension (format detection)."""
+        temp = temp_path_beside(destination)
+        self._staged.append((temp, Path(destination)))
+        return temp
+
+    def commit(self) -> None:
+        with _termination_signals_deferred():
+            for temp, destination in self._staged:
+                os.replace(temp, destination)
+        self._staged = []
+
+    def discard(self) -> None:
+        for temp, _ in self._staged:
+            temp.unlink(missing_ok=True)
+        self._staged = []
+
+
+@contextlib.contextmanager
+def _termination_signals_deferred() -> Iterator[None]:
+    """Hold SIGTERM/SIGINT back until the block ends, then deliver them: a second Cancel (whose Python handler
+    raises, see worker.py) must not land between two renames and leave old and new outputs mixed. Python runs
+    signal handlers in the main thread only, so elsewhere nothing can interrupt the block; a default handler
+    (process death) cannot be deferred from Python and is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    replaced = {
+        signum: signal.signal(signum, lambda number, frame: received.append(number))
+        for signum in (signal.SIGTERM, signal.SIGINT)
+        if callable(signal.getsignal(signum))
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
+        for signum in received:
+            signal.raise_signal(signum)
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise CancelledError("cancelled by the user")
+
+
+def enhance_events(job: EnhanceJob, cancel: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+    """Run `job`, yielding start / progress / warning events and finally the result event.
+
+    :param job: the EnhanceJob.
+    :param cancel: set it (e.g. from a signal handler) to stop between steps with CancelledError.
+    :raises M2DiffError: BadInputError, OutOfMemoryError, ModelError, CancelledError (see errors.py).
+    """
+    started = time.monotonic()
+    options = job.inference_options()
+    device, device_warning = resolve_device(options.device)
+    yield {"event": "start", **device_report(device)}
+    if device_warning:
+        yield {"event": "warning", "message": device_warning}
+    wants_roi = job.roi_csv is not None or job.roi_json is not None
+    phases = ["validate", *(["register"] if job.t1 else []), "prepare", "infer", "restore",
+              *(["roi"] if wants_roi else []), "write"]
+    progress = _Progress(phases)
+    timings: dict[str, float] = {}
+    warnings: list[str] = [device_warning] if device_warning else []
+    staged = _StagedOutputs()
+    try:
+        # --- validate: headers, voxels, paths, memory, modalities; then the weights --------------------------
+        clock = time.monotonic()
+        yield progress("validate", 0, 3, "reading inputs")
+        pet, t1, labels, user_transform = _read_inputs(job)
+        _check(cancel)
+        input_paths = [p for p in (job.pet, job.t1, job.roi, job.transform) if p]
+        found = validation.validate_inputs(pet, t1, job.outputs().values(), pet_name=job.pet,
+                                           t1_name=job.t1 or "T1", inputs=input_paths)
+        for message in found:
+            warnings.append(message)
+            yield {"event": "warning", "message": message}
+        pet_work = validation.nonnegative_copy(pet)
+        yield progress("validate", 2, 3, "loading the model")
+        model, diffusion, grid, model_info = _load_model(job.weights, options, device)
+        timings["validate"] = time.monotonic() - clock
+        yield progress("validate", 3, 3, "inputs and model checked")
+        _check(cancel)
+
+        # --- register T1 -> PET --------------------------------------------------------------------------------
+        registration = None
+        if t1 is not None:
+            clock = time.monotonic()
+            yield progress("register", 0, 1, "registering the T1 to the PET")
+            registration = yield from _register(pet_work, t1, user_transform, progress, cancel)
+            validation.check_overlap(pet_work, t1, registration.transform, t1_name=job.t1)
+            timings["register"] = time.monotonic() - clock
+            yield progress("register", 1, 1, f"registered (NMI {registration.nmi_after:.3f})")
+        _check(cancel)
+
+        # --- prepare: model grid + normalisation ----------------------------------------------------------------
+        clock = time.monotonic()
+        yield progress("prepare", 0, 1, "resampling to the model grid")
+        prepared = prepare_inputs(pet_work, t1, registration.transform if registration else None, grid)
+        timings["prepare"] = time.monotonic() - clock
+        yield progress("prepare", 1, 1, f"PET scale {prepared.scale:.4g}")
+        _check(cancel)
+
+        # --- infer + fuse -----------------------------------------------------------------------------------------
+        clock = time.monotonic()
+        inference = run_inference(model, diffusion, prepared.pet, prepared.t1, options, device)
+        result: InferenceResult = yield from _relay(inference, progress, cancel)
+        timings["infer_and_fuse"] = time.monotonic() - clock
+
+        # --- restore onto the input PET grid and units -----------------------------------------------------------
+        clock = time.monotonic()
+        yield progress("restore", 0, 1, "restoring the input grid and units")
+        enhanced = restore_output(result.volume, prepared, pet_work)
+        uncertainty = None if result.uncertainty is None else _uncertainty_on_input(result.uncertainty, prepared, pet)
+        timings["restore"] = time.monotonic() - clock
+        yield progress("restore", 1, 1, "restored")
+        _check(cancel)
+
+        # --- ROI table --------------------------------------------------------------------------------------------
+        table = None
+        if wants_roi:
+            clock = time.monotonic()
+            table = yield from _roi_table(pet_work, enhanced, t1, registration, labels, progress, cancel)
+            timings["roi"] = time.monotonic() - clock
+        _check(cancel)
+
+        # --- write everything, then rename into place together ----------------------------------------------------
+        clock = time.monotonic()
+        yield progress("write", 0, 1, "writing outputs")
+        sitk.WriteImage(enhanced, str(staged.path_for(job.output)), useCompression=True)
+        if uncertainty is not None:
+            sitk.WriteImage(uncertainty, str(staged.path_for(job.uncertainty_output)), useCompression=True)
+        if job.transform_output and registration is not None:
+            sitk.WriteTransform(registration.transform, str(staged.path_for(job.transform_output)))
+        if table is not None:
+            if job.roi_csv:
+                write_roi_csv(table, staged.path_for(job.roi_csv))
+            if job.roi_json:
+                write_roi_json(table, staged.path_for(job.roi_json))
+        outputs = {name: path for name, path in job.outputs().items()
+                   if path and (name != "transform_output" or registration is not None)}
+        registration_info = None if registration is None else _finite(registration.as_dict())
+        timings["write"] = time.monotonic() - clock
+        if job.report:
+            report = {"job": job.to_dict(), "device": device_report(device), "model": model_info,
+                      "registration": registration_info, "pet_scale": prepared.scale,
+                      "model_grid": {"spacing_mm": grid.spacing_mm, "size_xyz": list(grid.size_xyz)},
+                      "sampled_slices": result.sampled_slices, "skipped_slices": result.skipped_slices,
+                      "warnings": warnings, "timings_s": {k: round(v, 3) for k, v in timings.items()},
+                      "elapsed_s": round(time.monotonic() - started, 3), "outputs": outputs}
+            staged.path_for(job.report).write_text(json.dumps(_finite(report), indent=1), encoding="utf-8")
+        _check(cancel)
+        staged.commit()
+        yield progress("write", 1, 1, "done")
+        yield {"event": "result", "outputs": {name: outputs.get(name) for name in OUTPUT_FIELDS},
+               "registration": registration_info, "elapsed_s": round(time.monotonic() - started, 3)}
+    finally:
+        staged.discard()
+
+
+def enhance(job: EnhanceJob, cancel: threading.Event | None = None) -> dict[str, Any]:
+    """Run `job` to completion and return its result event."""
+    result: dict[str, Any] = {}
+    for event in enhance_events(job, cancel):
+        result = event
+    return result
+
+
+def _read_inputs(job: EnhanceJob) -> tuple[sitk.Image, sitk.Image | None, sitk.Image | None, sitk.Transform | None]:
+    validation.check_file_header(job.pet, job.pet)
+    pet = read_image(job.pet)
+    t1 = None
+    if job.t1:
+        validation.check_file_header(job.t1, job.t1)
+        t1 = read_image(job.t1)
+    labels = read_image(job.roi) if job.roi else None
+    transform = None
+    if job.transform:
+        if not job.t1:
+            raise BadInputError("a T1->PET transform was given without a T1")
+        try:
+            transform = sitk.ReadTransform(job.transform)
+        except RuntimeError as error:
+            reason = str(error).strip().splitlines()[-1]
+            raise BadInputError(f"cannot read transform {job.transform}: {reason}") from None
+    return pet, t1, labels, transform
+
+
+def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple[Any, Any, ModelGrid, dict]:
+    """The network on `device`, the respaced diffusion, the model grid it was trained on, and a summary."""
+    path, expected_sha256 = resolve_weights(weights)
+    model, config, meta = load_checkpoint(path, expected_sha256, device)
+    trained = meta.get("train_config", {})
+    try:
+        grid = ModelGrid(spacing_mm=float(trained.get("grid_spacing_mm", ModelGrid.spacing_mm)),
+                         size_xyz=tuple(int(n) for n in trained.get("grid_size", ModelGrid.size_xyz)))
+        diffusion = trained_process_diffusion(trained, config.variance, options.steps)
+    except ValueError as error:
+        if "trailing" in str(error):
+            raise BadInputError(f"steps={options.steps} is not possible with this model: {error}") from None
+        raise ModelError(f"{path}: unusable training settings in its meta: {error}") from None
+    if options.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    info = {"path": str(path), "sha256": expected_sha256 or file_sha256(path), "config": config.to_dict(),
+            "trained_steps": meta.get("step")}
+    return model, diffusion, grid, _finite(info)
+
+
+def _in_thread(work: Callable[[Callable[..., None]], T], cancel: threading.Event | None,
+               on_tick: Callable[[tuple], dict[str, Any]]) -> Generator[dict[str, Any], None, T]:
+    """Run `work(callback)` in a thread, turning each callback call into an event; stop it on cancel or close.
+
+    SimpleITK optimisers call back into Python once per iteration; raising there aborts them, which is how a
+    cancel reaches a registration that may otherwise run for seconds.
+    """
+    ticks: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    box: dict[str, Any] = {}
+
+    def callback(*args: Any) -> None:
+        if stop.is_set():
+            raise CancelledError("cancelled by the user")
+        ticks.put(args)
+
+    def target() -> None:
+        try:
+            box["value"] = work(callback)
+        except BaseException as error:  # handed to the generator's thread below
+            box["error"] = error
+        finally:
+            ticks.put(None)
+
+    thread = threading.Thread(target=target, name="m2diff-pipeline-step", daemon=True)
+    thread.start()
+    try:
+        while True:
+            if cancel is not None and cancel.is_set():
+                stop.set()
+            try:
+                item = ticks.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is None:
+                break
+            yield on_tick(item)
+    finally:
+        stop.set()
+        thread.join()
+    if stop.is_set() and cancel is not None and cancel.is_set():
+        raise CancelledError("cancelled by the user")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _register(pet, t1, user_transform, progress: _Progress, cancel):
+    if user_transform is not None:
+        return register_rigid(pet, t1, initial_transform=user_transform, optimize=False)
+    # The optimiser's iteration budget (3 levels x 100) is an upper bound; most runs stop well before it.
+    budget = 300
+
+    def tick(item: tuple) -> dict[str, Any]:
+        iteration, metric, level = item
+        return progress("register", min(iteration, budget - 1), budget, f"level {level + 1}/3, MI {metric:.4f}")
+
+    return (yield from _in_thread(lambda callback: register_rigid(pet, t1, progress=callback), cancel, tick))
+
+
+def _roi_table(pet, enhanced, t1, registration, labels, progress: _Progress, cancel):
+    yield progress("roi", 0, 2, "ROI labels")
+    if labels is not None:
+        names, reference = None, None  # a user labelmap has no names, so no reference region to look up
+    else:
+        transform = registration.transform if registration is not None else None
+
+        def tick(item: tuple) -> dict[str, Any]:
+            return progress("roi", 0, 2, f"atlas registration, iteration {item[0]}")
+
+        labels, names, _ = yield from _in_thread(
+            lambda callback: atlas_labels_for_subject(pet, t1, transform, progress=callback), cancel, tick)
+        reference = "cerebellum"
+    _check(cancel)
+    yield progress("roi", 1, 2, "ROI statistics")
+    table = roi_table({"input": pet, "enhanced": enhanced}, labels, names, reference_region=reference)
+    yield progress("roi", 2, 2, f"{len(table['rows'])} ROIs")
+    return table
+
+
+def _relay(inner: Generator[dict[str, Any], None, T], progress: _Progress,
+           cancel: threading.Event | None) -> Generator[dict[str, Any], None, T]:
+    """Forward a step generator's progress dicts as events, checking for cancel after each; return its value."""
+    try:
+        while True:
+            _check(cancel)
+            try:
+                item = next(inner)
+            except StopIteration as stop:
+                return stop.value
+            yield progress(item["phase"], item["step"], item["total"], item["message"])
+    finally:
+        inner.close()
+
+
+def _uncertainty_on_input(volume: np.ndarray, prepared: PreparedInputs, pet: sitk.Image) -> sitk.Image:
+    """The model-grid std map in PET units on the input grid (0 where the model grid does not reach)."""
+    image = sitk.GetImageFromArray((volume * prepared.scale).astype(np.float32))
+    image.CopyInformation(prepared.reference)
+    return sitk.Resample(image, pet, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def _finite(value: Any) -> Any:
+    """NaN/Inf -> None, recursively, so every event and report is strict JSON."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

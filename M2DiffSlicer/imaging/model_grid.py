@@ -1,0 +1,186 @@
+"""The model grid: resample PET (and the aligned T1) onto it, normalise, and bring results back exactly.
+
+Arrays are in SimpleITK's [z, y, x] order. The model grid is isotropic, identity-direction (LPS) and centred on
+the head's centre of mass in the PET, so slices of every orientation show the head in the same place whatever the
+scanner's matrix, voxel size or orientation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import BadInputError
+
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    """Geometry the network works on: `size_xyz` voxels of `spacing_mm` (sides divisible by 16)."""
+
+    spacing_mm: float = 2.0
+    size_xyz: tuple[int, int, int] = (96, 112, 96)
+
+    def __post_init__(self) -> None:
+        if self.spacing_mm <= 0:
+            raise ValueError(f"spacing_mm must be positive, got {self.spacing_mm}")
+        if any(side % 16 for side in self.size_xyz):
+            raise ValueError(f"size_xyz sides must be divisible by 16, got {self.size_xyz}")
+
+
+@dataclass
+class PreparedInputs:
+    """Network-ready volumes and what is needed to undo the preparation.
+
+    pet: [z, y, x] float32, LD-PET divided by `scale`.
+    t1: [z, y, x] float32 T1 aligned to the PET and divided by its robust head intensity, or None (MRI-free).
+    scale: PET units per network unit.
+    reference: an image with the model grid's geometry (its voxels are unused).
+    """
+
+    pet: np.ndarray
+    t1: np.ndarray | None
+    scale: float
+    reference: sitk.Image
+
+
+def head_centre(pet: sitk.Image) -> tuple[float, float, float]:
+    """Physical centre of mass (mm, LPS) of the head: voxels above 10 % of the smoothed 99.5th percentile."""
+    smoothed = sitk.SmoothingRecursiveGaussian(sitk.Cast(pet, sitk.sitkFloat32), 4.0)
+    values = sitk.GetArrayViewFromImage(smoothed)
+    threshold = 0.1 * float(np.percentile(values, 99.5))
+    mask = sitk.Cast(smoothed > threshold, sitk.sitkUInt8)
+    shape = sitk.LabelShapeStatisticsImageFilter()
+    shape.Execute(mask)
+    if not shape.HasLabel(1):
+        raise BadInputError("the PET has no voxels above background: it looks empty")
+    return shape.GetCentroid(1)
+
+
+def model_reference(pet: sitk.Image, grid: ModelGrid = ModelGrid()) -> sitk.Image:
+    """An empty image with the model grid's geometry, centred on the PET's head."""
+    centre = np.asarray(head_centre(pet))
+    size = np.asarray(grid.size_xyz)
+    origin = centre - (size - 1) / 2.0 * grid.spacing_mm
+    reference = sitk.Image([int(s) for s in size], sitk.sitkFloat32)
+    reference.SetSpacing([grid.spacing_mm] * 3)
+    reference.SetOrigin([float(o) for o in origin])
+    reference.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    return reference
+
+
+def resample_like(
+    image: sitk.Image,
+    reference: sitk.Image,
+    transform: sitk.Transform | None = None,
+    interpolator: int = sitk.sitkLinear,
+    default: float = 0.0,
+) -> sitk.Image:
+    """Resample `image` onto `reference`'s grid as float32.
+
+    `transform` follows ITK's resampling convention (maps reference-space points into `image` space), so the
+    rigid T1->PET registration result can be passed as is. When the target grid is coarser, the image is first
+    smoothed so that its resolution matches (Gaussian of the missing FWHM), avoiding aliasing.
+    """
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    if interpolator != sitk.sitkNearestNeighbor:
+        image = _antialias(image, reference.GetSpacing())
+    return sitk.Resample(
+        image, reference, transform or sitk.Transform(), interpolator, default, sitk.sitkFloat32
+    )
+
+
+def _antialias(image: sitk.Image, target_spacing: tuple[float, ...]) -> sitk.Image:
+    sigmas = [
+        math.sqrt(max(target**2 - source**2, 0.0)) / FWHM_PER_SIGMA
+        for source, target in zip(image.GetSpacing(), target_spacing)
+    ]
+    if max(sigmas) < 0.1 * min(image.GetSpacing()):
+        return image
+    sigmas = [max(s, 1e-3) for s in sigmas]
+    return sitk.SmoothingRecursiveGaussian(image, sigmas)
+
+
+def pet_scale(pet: np.ndarray) -> float:
+    """Robust head mean of a PET array: the mean of voxels above 20 % of its 99.5th percentile.
+
+    Computed on the LD-PET only (the one image known at inference), and used for SD targets too.
+    """
+    values = np.asarray(pet, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise BadInputError("the PET has no finite voxels")
+    threshold = 0.2 * float(np.percentile(finite, 99.5))
+    head = finite[finite > threshold]
+    if threshold <= 0 or head.size == 0:
+        raise BadInputError("the PET has no positive uptake: it looks empty or constant")
+    return float(head.mean())
+
+
+def t1_scale(t1: np.ndarray) -> float:
+    """Robust T1 head intensity: the 99th percentile of voxels above 10 % of the 99.5th percentile."""
+    values = np.asarray(t1, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    high = float(np.percentile(values, 99.5)) if values.size else 0.0
+    head = values[values > 0.1 * high]
+    if high <= 0 or head.size == 0:
+        raise BadInputError("the T1 has no positive intensity: it looks empty")
+    return float(np.percentile(head, 99.0))
+
+
+def prepare_inputs(
+    pet: sitk.Image,
+    t1: sitk.Image | None = None,
+    t1_to_pet: sitk.Transform | None = None,
+    grid: ModelGrid = ModelGrid(),
+) -> PreparedInputs:
+    """Resample the LD-PET (and the T1 through `t1_to_pet`) onto the model grid and normalise them."""
+    reference = model_reference(pet, grid)
+    pet_array = sitk.GetArrayFromImage(resample_like(pet, reference))
+    pet_array = np.clip(pet_array, 0.0, None)  # negative PET values are reconstruction noise around zero
+    scale = pet_scale(pet_array)
+    t1_array = None
+    if t1 is not None:
+        t1_array = sitk.GetArrayFromImage(resample_like(t1, reference, t1_to_pet))
+        t1_array = np.clip(t1_array, 0.0, None) / t1_scale(t1_array)
+    return PreparedInputs(
+        pet=(pet_array / scale).astype(np.float32),
+        t1=None if t1_array is None else t1_array.astype(np.float32),
+        scale=scale,
+        reference=reference,
+    )
+
+
+def prepare_target(sd_pet: sitk.Image, prepared: PreparedInputs) -> np.ndarray:
+    """The SD-PET on the model grid in network units (divided by the LD scale): the training target."""
+    target = sitk.GetArrayFromImage(resample_like(sd_pet, prepared.reference))
+    return (np.clip(target, 0.0, None) / prepared.scale).astype(np.float32)
+
+
+def restore_output(volume: np.ndarray, prepared: PreparedInputs, pet_input: sitk.Image) -> sitk.Image:
+    """Bring a model-grid volume in network units back onto the input PET's exact grid and units.
+
+    Input voxels the model grid does not cover (e.g. a neck or shoulders in a large field of view) keep the input
+    PET's own values, so the output never invents zeros where the model did not look.
+    """
+    assert volume.shape == prepared.pet.shape, (volume.shape, prepared.pet.shape)
+    on_model_grid = sitk.GetImageFromArray((volume * prepared.scale).astype(np.float32))
+    on_model_grid.CopyInformation(prepared.reference)
+    restored = sitk.Resample(
+        on_model_grid, pet_input, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32
+    )
+    coverage = sitk.Resample(
+        sitk.Cast(on_model_grid * 0 + 1, sitk.sitkFloat32), pet_input, sitk.Transform(),
+        sitk.sitkNearestNeighbor, 0.0, sitk.sitkFloat32,
+    )
+    restored_array = sitk.GetArrayFromImage(restored)
+    covered = sitk.GetArrayViewFromImage(coverage) > 0.5
+    input_array = sitk.GetArrayFromImage(sitk.Cast(pet_input, sitk.sitkFloat32))
+    output = np.where(covered, restored_array, input_array).astype(np.float32)
+    image = sitk.GetImageFromArray(output)
+    image.CopyInformation(pet_input)
+    return image
