@@ -39,12 +39,15 @@ class Orientations(enum.Enum):
 
 
 class WorkerError(RuntimeError):
-    """The worker failed; ``errorType`` and ``exitCode`` are the worker's, the message is shown to the user."""
+    """The worker failed; ``errorType`` and ``exitCode`` are the worker's, the message is shown to the user and
+    ``stderrTail`` (the last lines the worker wrote to stderr) goes into details and bug reports."""
 
-    def __init__(self, message: str, errorType: str = "M2DiffError", exitCode: int = ExitCode.INTERNAL_ERROR):
+    def __init__(self, message: str, errorType: str = "M2DiffError", exitCode: int = ExitCode.INTERNAL_ERROR,
+                 stderrTail: str = "") -> None:
         super().__init__(message)
         self.errorType = errorType
         self.exitCode = exitCode
+        self.stderrTail = stderrTail
 
 
 class CancelledError(WorkerError):
@@ -205,11 +208,17 @@ class EnhanceJob:
     def wait(self) -> None:
         self.process.wait()
 
-    def cancel(self) -> None:
-        """Kill the worker's process tree; ``finished`` then reports a ``CancelledError`` and no node is added."""
-        if self.running:
-            self.process.cancel()
-            self.process.wait()
+    @property
+    def cancelRequested(self) -> bool:
+        return self.process.cancelled
+
+    def cancel(self, force: bool = False) -> None:
+        """Stop the worker's process tree without waiting for it (the GUI stays live); once every process has
+        ended, the next poll emits ``finished`` with a ``CancelledError`` and no node is added. ``force`` kills
+        the tree at once and removes the job's files, for when no poll will follow (Slicer closing)."""
+        self.process.cancel(force)
+        if force:
+            shutil.rmtree(self._tempDir, ignore_errors=True)
 
     def _onEvent(self, event: dict) -> None:
         kind = event.get("event")
@@ -254,9 +263,9 @@ class EnhanceJob:
             if code == ExitCode.INTERNAL_ERROR and tail:
                 # An engine bug rather than a user-fixable problem: the traceback is what a bug report needs.
                 message = f"{message}\n\nWorker log:\n{tail}"
-            return WorkerError(message, str(self._errorEvent.get("type", "")), code)
+            return WorkerError(message, str(self._errorEvent.get("type", "")), code, tail)
         return WorkerError(f"The M2Diff worker stopped with exit code {exitCode} without a result.\n{tail}",
-                           "M2DiffError", exitCode)
+                           "M2DiffError", exitCode, tail)
 
 
 def describeWorker(startEvent: dict, requested: Device) -> str:

@@ -60,28 +60,35 @@ class QtTimer:
         self._callback = None
 
 
-def killProcessTree(process: subprocess.Popen) -> None:
-    """Kill ``process`` and every process it started.
+# Windows process-creation flags (named here because ``subprocess`` defines them on Windows only).
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
 
-    PythonSlicer is a launcher that starts the real interpreter as a child, so killing only the launcher would leave
-    the worker (and its GPU memory) alive. The worker is started in its own process group / session, which lets us
-    signal the whole group at once.
+
+def hiddenConsoleKwargs() -> dict:
+    """``Popen``/``run`` keyword arguments that keep a child of the Slicer GUI from opening a console window on
+    Windows (Slicer has no console, so every console program it starts would get its own window)."""
+    return {"creationflags": CREATE_NO_WINDOW} if sys.platform == "win32" else {}
+
+
+def signalProcessTree(process: subprocess.Popen, force: bool) -> None:
+    """Ask (``force=False``) or force the process ``process`` and every process it started to stop; never waits.
+
+    PythonSlicer is a launcher (CTKAppLauncher) that starts the real interpreter as a child and forwards no signal,
+    so signalling the launcher alone leaves the worker (and its GPU memory) running. The worker is started as the
+    leader of a new session, and the launcher's children stay in its process group, so POSIX signals the group.
+    Windows has no polite equivalent for a console-less child: ``taskkill /T /F`` ends the tree at once.
     """
-    if process.poll() is not None:
-        return
     if sys.platform == "win32":
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False)
-    else:
+        # Not waited on: taskkill runs on its own while the GUI goes on; the poll timer sees the tree end.
+        subprocess.Popen(["taskkill", "/F", "/T", "/PID", str(process.pid)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **hiddenConsoleKwargs())
+        return
+    try:
         # SIGTERM first: the worker stops between steps and deletes its partial outputs.
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+        os.killpg(process.pid, signal.SIGKILL if force else signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # every process of the group has already ended
 
 
 class WorkerProcess:
@@ -89,6 +96,8 @@ class WorkerProcess:
 
     ``onEvent(dict)`` is called on the polling thread for each JSON event (non-JSON lines arrive as
     ``{"event": "log", "message": line}``); ``onFinished(exitCode, stderrText)`` once, after the last event.
+    Nothing here blocks on the process except ``wait()``: ``cancel()`` only signals, and ``poll()`` (driven by the
+    GUI's timer) forces the tree down once ``killGraceS`` has passed and reports the end.
     """
 
     def __init__(
@@ -97,11 +106,14 @@ class WorkerProcess:
         onEvent: Callable[[dict], None],
         onFinished: Callable[[int, str], None],
         env: dict | None = None,
+        killGraceS: float = 3.0,
     ) -> None:
         self.command = list(command)
         self._onEvent = onEvent
         self._onFinished = onFinished
         self._env = env
+        self._killGraceS = killGraceS
+        self._killDeadline: float | None = None
         self._queue: queue.Queue = queue.Queue()
         self._process: subprocess.Popen | None = None
         self._threads: list[threading.Thread] = []
@@ -121,7 +133,7 @@ class WorkerProcess:
         """Launch the process in its own process group with line-buffered pipes."""
         kwargs = {}
         if sys.platform == "win32":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+            kwargs["creationflags"] = CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW
         else:
             kwargs["start_new_session"] = True
         self._process = subprocess.Popen(
@@ -172,6 +184,11 @@ class WorkerProcess:
                 break
             self._onEvent(event)
         if self._process.poll() is None or any(thread.is_alive() for thread in self._threads):
+            if self._killDeadline is not None and time.monotonic() >= self._killDeadline:
+                # The grace period is over (a worker stuck in a long native call does not act on SIGTERM). Only
+                # while some process of the tree still holds the pipes, so the group's id cannot have been reused.
+                self._killDeadline = None
+                signalProcessTree(self._process, force=True)
             return False
         if not self._queue.empty():
             return False
@@ -185,8 +202,11 @@ class WorkerProcess:
         while not self.poll():
             time.sleep(pollIntervalS)
 
-    def cancel(self) -> None:
-        """Kill the whole process tree; ``onFinished`` then reports ``ExitCode.CANCELLED`` on the next poll."""
+    def cancel(self, force: bool = False) -> None:
+        """Ask the whole process tree to stop (``force``: kill it now) and return at once; ``poll()`` kills what is
+        left after the grace period, and ``onFinished`` reports ``ExitCode.CANCELLED`` once every process ended."""
+        if self._finished or self._process is None or (self.cancelled and not force):
+            return
         self.cancelled = True
-        if self._process is not None:
-            killProcessTree(self._process)
+        signalProcessTree(self._process, force=force)
+        self._killDeadline = None if force else time.monotonic() + self._killGraceS

@@ -2,16 +2,18 @@
 
 It is the injected seam for behaviours the real worker cannot be made to show on demand: a failure with a given
 error event, an internal error (engine bug) with its traceback on stderr, a crash without any event, and a long run
-with a grandchild process (to test that Cancel kills the whole tree). Its "ok" mode writes outputs with known
+with a grandchild process (to test that Cancel kills the whole tree), optionally deaf to SIGTERM like a worker stuck
+in a long native call. Its "ok" mode writes outputs with known
 values: enhanced = 1.5 x input on the input grid, a fixed rigid transform, and ROI statistics computed from the
 labelmap so tests can compare the table with exact numbers.
 
-    python fake_worker.py --mode ok|fail|internal|crash|slow [--pid-file F] [--keep-json F] --job job.json
+    python fake_worker.py --mode ok|fail|internal|crash|slow [--pid-file F] [--ignore-sigterm] [--keep-json F] --job job.json
 """
 
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -73,7 +75,10 @@ def runOk(job: dict, keepJson: str | None) -> None:
     emit(event="result", outputs=outputs, registration={"metric": -0.5, "iterations": 10}, elapsed_s=0.1)
 
 
-def runSlow(job: dict, pidFile: str) -> None:
+def runSlow(job: dict, pidFile: str, ignoreSigterm: bool) -> None:
+    if ignoreSigterm:
+        # Set before the grandchild starts, which inherits it: only SIGKILL ends either of them.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A grandchild that outlives us unless the whole process group is killed.
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     with open(pidFile, "w") as stream:
@@ -91,6 +96,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", choices=["ok", "fail", "internal", "crash", "slow"], required=True)
     parser.add_argument("--pid-file", help="slow mode: where to write the worker and grandchild pids")
+    parser.add_argument("--ignore-sigterm", action="store_true", help="slow mode: only SIGKILL stops the worker")
     parser.add_argument("--keep-json", help="ok mode: copy of the job and ROI rows, kept after the temp dir goes")
     parser.add_argument("--job", required=True)
     args = parser.parse_args()
@@ -112,7 +118,7 @@ def main() -> int:
     if args.mode == "crash":
         print("Traceback (most recent call last):\nSegmentation fault in fake worker", file=sys.stderr)
         return 139
-    runSlow(job, args.pid_file)
+    runSlow(job, args.pid_file, args.ignore_sigterm)
     return 0
 
 

@@ -2,6 +2,9 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -15,6 +18,8 @@ from conftest import sceneSnapshot
 from M2DiffModule import M2DiffModuleLogic
 from M2DiffModuleLib import ComparisonLayout, RoiTable, SelfTestData
 from M2DiffModuleLib.EnhanceLogic import CancelledError, Device, EnhanceSettings, WorkerError, describeWorker
+
+FAKE_LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_launcher.py")
 
 
 def runOk(subject, fakeWorker, tmp_path, **kwargs):
@@ -217,30 +222,85 @@ def processAlive(pid: int) -> bool:
         return stream.read().split(")")[-1].split()[0] != "Z"
 
 
+@pytest.fixture
+def killLeftovers():
+    """``killLeftovers(pids)``: processes the test started are killed at teardown even when the code under test
+    failed to end them, so one failure does not leave a stuck worker behind."""
+    pids = []
+    yield pids.extend
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def forbiddenWait(process, timeout=None):
+    raise AssertionError(f"the GUI thread waited on the process {process.args}")
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="checks process liveness through /proc (Linux)")
-def test_cancel_mid_run_kills_the_worker_tree_and_adds_no_node(subject, fakeWorker, manualTimer, tmp_path):
+@pytest.mark.parametrize("workerArgs", [(), ("--ignore-sigterm",)], ids=["worker-stops-at-SIGTERM", "worker-stuck"])
+@pytest.mark.parametrize("launcherArgs", [("--ignore-sigterm",), ()],
+                         ids=["launcher-ignores-SIGTERM", "launcher-dies-at-SIGTERM"])
+def test_cancel_through_a_launcher_ends_every_process_within_5_s_and_the_gui_never_waits(
+        subject, fakeWorker, manualTimer, tmp_path, monkeypatch, killLeftovers, launcherArgs, workerArgs):
     pidFile = tmp_path / "pids.json"
     before = sceneSnapshot(slicer.mrmlScene)
-    logic = M2DiffModuleLogic(workerCommand=fakeWorker("slow", "--pid-file", str(pidFile)),
-                              timerFactory=lambda: manualTimer)
+    # The worker command goes through a real launcher process that, like PythonSlicer, forwards no signal.
+    command = [sys.executable, FAKE_LAUNCHER, *launcherArgs,
+               *fakeWorker("slow", "--pid-file", str(pidFile), *workerArgs)]
+    logic = M2DiffModuleLogic(workerCommand=command, timerFactory=lambda: manualTimer)
     job = logic.process(subject.ldPet, subject.t1, subject.roi, waitForCompletion=False)
     progress, finished = [], []
     job.progress.connect(lambda fraction, message: progress.append(fraction))
     job.finished.connect(lambda result, error: finished.append(error))
     tickUntil(manualTimer, lambda: len(progress) >= 3 and pidFile.exists())
+    workerPids = json.loads(pidFile.read_text())
+    pids = {"launcher": job.process.pid, "worker": workerPids["worker"], "grandchild": workerPids["grandchild"]}
+    killLeftovers(pids.values())
     assert len(progress) >= 3 and not finished
-    pids = json.loads(pidFile.read_text())
-    assert processAlive(pids["worker"]) and processAlive(pids["grandchild"])
+    assert all(processAlive(pid) for pid in pids.values())
+    monkeypatch.setattr(subprocess.Popen, "wait", forbiddenWait)
 
+    cancelStart = time.monotonic()
     job.cancel()
+    cancelS = time.monotonic() - cancelStart
 
+    assert cancelS < 0.5 and not finished
+    assert job.cancelRequested and manualTimer.active
+    slowestTickS = 0.0
+    while not finished and time.monotonic() - cancelStart < 10.0:
+        tickStart = time.monotonic()
+        manualTimer.tick()
+        slowestTickS = max(slowestTickS, time.monotonic() - tickStart)
+        time.sleep(0.01)
+    endedS = time.monotonic() - cancelStart
+    alive = [name for name, pid in pids.items() if processAlive(pid)]
+    assert not alive and endedS < 5.0, f"still running {endedS:.1f} s after Cancel: {alive}"
+    assert slowestTickS < 0.5
     assert len(finished) == 1 and isinstance(finished[0], CancelledError)
-    assert not processAlive(pids["worker"])
-    # The grandchild is re-parented to init, which reaps it shortly after the kill.
-    tickUntil(manualTimer, lambda: not processAlive(pids["grandchild"]), timeoutS=10)
-    assert not processAlive(pids["grandchild"])
     assert not os.path.exists(job.tempDir)
     assert sceneSnapshot(slicer.mrmlScene) == before
+
+
+def test_a_second_cancel_click_does_not_signal_again(subject, fakeWorker, manualTimer, tmp_path, monkeypatch):
+    from M2DiffModuleLib import ProcessRunner
+
+    pidFile = tmp_path / "pids.json"
+    logic = M2DiffModuleLogic(workerCommand=fakeWorker("slow", "--pid-file", str(pidFile)),
+                              timerFactory=lambda: manualTimer)
+    job = logic.process(subject.ldPet, subject.t1, waitForCompletion=False)
+    tickUntil(manualTimer, pidFile.exists)
+    signals = []
+    realSignal = ProcessRunner.signalProcessTree
+    monkeypatch.setattr(ProcessRunner, "signalProcessTree",
+                        lambda process, force: signals.append(force) or realSignal(process, force))
+    job.cancel()
+    job.cancel()
+    assert signals == [False]
+    tickUntil(manualTimer, lambda: not job.running)
+    assert not job.running
 
 
 @pytest.mark.parametrize("argument", ["ldPet", "t1", "roi", "output"])
