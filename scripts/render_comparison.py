@@ -37,17 +37,16 @@ def parseArgs(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def renderView(applicationLogic, layoutName: str, size: int, centerRas):
-    """RGBA array [size x size x 4] of one slice view, from its slice logic's blended reslice output."""
+def renderView(applicationLogic, layoutName: str, size: int):
+    """RGBA array [size x size x 4] of one slice view as the module left it, from its slice logic's blended
+    reslice output; orientation and field of view are the module's (nothing is forced here)."""
     import numpy as np
     from vtk.util.numpy_support import vtk_to_numpy
 
     sliceLogic = applicationLogic.GetSliceLogicByLayoutName(layoutName)
     sliceNode = sliceLogic.GetSliceNode()
-    sliceNode.SetOrientation("Axial")
+    # A square panel like the square default view: Slicer keeps the field of view's aspect on a resize.
     sliceNode.SetDimensions(size, size, 1)
-    sliceLogic.FitSliceToBackground(size, size)
-    sliceNode.JumpSliceByCentering(*centerRas)
     producer = sliceLogic.GetImageDataConnection().GetProducer()
     producer.Update()
     image = producer.GetOutputDataObject(0)
@@ -101,10 +100,7 @@ def main(argv=None) -> int:
     else:
         ComparisonLayout.showComparison(core.scene, [ldPet, enhanced, t1, None])
 
-    bounds = [0.0] * 6
-    ldPet.GetRASBounds(bounds)
-    center = [(bounds[2 * i] + bounds[2 * i + 1]) / 2 for i in range(3)]
-    images = [renderView(core.applicationLogic, name, args.size, center) for name, _ in panels]
+    images = [renderView(core.applicationLogic, name, args.size) for name, _ in panels]
     figure, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.6), facecolor="black")
     for axis, image, (_, title) in zip(np.atleast_1d(axes), images, panels):
         axis.imshow(image[..., :3])

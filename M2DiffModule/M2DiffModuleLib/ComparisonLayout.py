@@ -5,9 +5,13 @@ test harness standing in for it) reacts by creating the slice views, and the sli
 by their layout names.
 """
 
-# Custom layout ids, far from Slicer's built-in ones (< 1000) and from ids other extensions commonly use.
-COMPARISON_LAYOUT_ID = 8601
-COMPARISON_WITH_UNCERTAINTY_LAYOUT_ID = 8602
+import slicer
+
+# Custom layout ids per number of views, far from Slicer's built-in ones (< 1000) and from ids other extensions use.
+COMPARISON_LAYOUT_ID = 8601  # LD | enhanced | T1, or LD | enhanced | uncertainty in MRI-free mode
+COMPARISON_WITH_UNCERTAINTY_LAYOUT_ID = 8602  # LD | enhanced | T1 | uncertainty
+COMPARISON_TWO_VIEWS_LAYOUT_ID = 8603  # LD | enhanced (MRI-free)
+LAYOUT_IDS = {2: COMPARISON_TWO_VIEWS_LAYOUT_ID, 3: COMPARISON_LAYOUT_ID, 4: COMPARISON_WITH_UNCERTAINTY_LAYOUT_ID}
 
 # (layout name, view label, view colour): Slicer's usual slice view names and colours.
 VIEWS = (
@@ -19,9 +23,15 @@ VIEWS = (
 
 
 def layoutDescription(numberOfViews: int) -> str:
-    """Layout XML with ``numberOfViews`` axial slice views in one row."""
+    """Layout XML with ``numberOfViews`` axial slice views in one row.
+
+    vtkMRMLLayoutLogic::CreateMissingViews applies "default" properties only to views it creates and "relayout"
+    ones to views that already exist. Red, Yellow and Green always exist, so the orientation is given for both
+    cases; label and colour only for a view the layout creates (Slice4), leaving the user's usual views as they are.
+    """
     items = "".join(
         f'<item><view class="vtkMRMLSliceNode" singletontag="{name}">'
+        f'<property name="orientation" action="relayout">Axial</property>'
         f'<property name="orientation" action="default">Axial</property>'
         f'<property name="viewlabel" action="default">{label}</property>'
         f'<property name="viewcolor" action="default">{color}</property>'
@@ -46,16 +56,21 @@ def compositeNodeByLayoutName(scene, layoutName: str):
     raise RuntimeError(f"No slice view named '{layoutName}' after switching to the comparison layout")
 
 
-def showComparison(scene, volumes: list) -> list:
-    """Show each volume of ``volumes`` (LD, enhanced, T1 or None, uncertainty or None) in its own linked view.
+def showComparison(scene, volumes: list, applicationLogic=None) -> list:
+    """Show each volume of ``volumes`` (LD, enhanced, T1 or None, uncertainty or None) in its own linked axial view.
 
-    None entries are skipped. Returns the slice composite nodes used, in view order.
+    None entries are skipped, so MRI-free mode gets two views (three with uncertainty). Each view's field of view is
+    fitted to its volume through the slice logic of ``applicationLogic`` (default: Slicer's). Returns the slice
+    composite nodes used, in view order.
     """
+    applicationLogic = applicationLogic or slicer.app.applicationLogic()
     shown = [volume for volume in volumes if volume is not None]
-    layoutId = COMPARISON_WITH_UNCERTAINTY_LAYOUT_ID if len(shown) == 4 else COMPARISON_LAYOUT_ID
+    if not 2 <= len(shown) <= len(VIEWS):
+        raise ValueError(f"The comparison shows 2 to {len(VIEWS)} volumes, got {len(shown)}")
+    layoutId = LAYOUT_IDS[len(shown)]
     layoutNode = _layoutNode(scene)
     if not layoutNode.IsLayoutDescription(layoutId):
-        layoutNode.AddLayoutDescription(layoutId, layoutDescription(4 if layoutId == COMPARISON_WITH_UNCERTAINTY_LAYOUT_ID else 3))
+        layoutNode.AddLayoutDescription(layoutId, layoutDescription(len(shown)))
     layoutNode.SetViewArrangement(layoutId)
 
     compositeNodes = []
@@ -67,4 +82,7 @@ def showComparison(scene, volumes: list) -> list:
         # Linked control: browsing slices in one view moves the others, so the same anatomy is compared.
         compositeNode.SetLinkedControl(True)
         compositeNodes.append(compositeNode)
+    for name, _, _ in VIEWS[:len(shown)]:
+        # The views keep the field of view of whatever they showed before (e.g. a sagittal head) otherwise.
+        applicationLogic.GetSliceLogicByLayoutName(name).FitSliceToAll()
     return compositeNodes
