@@ -1,6 +1,5 @@
 """Module metadata, parameter node, sample data registration and dependency checks."""
 
-import hashlib
 import json
 import pathlib
 
@@ -9,7 +8,7 @@ import slicer
 
 import M2DiffModule
 from M2DiffModule import M2DiffModuleLogic, settingsFromParameterNode
-from M2DiffModuleLib import Dependencies, SampleDataRegistration
+from M2DiffModuleLib import Dependencies
 from M2DiffModuleLib.EnhanceLogic import Device, Orientations
 from slicer_harness import ModuleParent
 
@@ -85,38 +84,6 @@ def test_enhance_from_parameter_node_uses_its_nodes_and_settings(subject, fakeWo
     assert job.error is None and job.result.transformNode is not None
     with open(keep) as stream:
         assert json.load(stream)["job"]["steps"] == 4
-
-
-class RecordingSampleDataLogic:
-    """Records the SampleData registration calls (the SampleData module is part of the Slicer app)."""
-
-    categories, sources = [], []
-
-    @classmethod
-    def registerCustomSampleDataCategory(cls, category, title=None):
-        cls.categories.append((category, title))
-
-    @classmethod
-    def registerCustomSampleDataSource(cls, **kwargs):
-        cls.sources.append(kwargs)
-
-
-def test_demo_subject_is_registered_with_sha256_checksums(tmp_path):
-    folder = tmp_path / "SampleData" / "sub-0001"
-    folder.mkdir(parents=True)
-    for index, (name, _) in enumerate(SampleDataRegistration.DEMO_FILES):
-        (folder / name).write_bytes(bytes([index]) * 10)
-    assert SampleDataRegistration.registerSampleData(RecordingSampleDataLogic, str(tmp_path), "M2Diff")
-    source = RecordingSampleDataLogic.sources[-1]
-    assert source["nodeNames"] == ["M2Diff demo LD-PET", "M2Diff demo T1", "M2Diff demo SD-PET"]
-    assert source["checksums"] == ["SHA256:" + hashlib.sha256(bytes([i]) * 10).hexdigest() for i in range(3)]
-    assert source["uris"][0].startswith("file://")
-
-
-def test_missing_demo_subject_registers_nothing(tmp_path):
-    before = len(RecordingSampleDataLogic.sources)
-    assert not SampleDataRegistration.registerSampleData(RecordingSampleDataLogic, str(tmp_path), "M2Diff")
-    assert len(RecordingSampleDataLogic.sources) == before
 
 
 @pytest.mark.parametrize("version,ok", [(None, False), ("2.5.1", False), ("2.6.0", True), ("2.13.0+cpu", True)])

@@ -81,6 +81,13 @@ class AppStandIn:
         for slot in self.connections.get(signal, []):
             slot()
 
+    @property
+    def documentationBaseUrl(self) -> str:
+        return f"https://slicer.readthedocs.io/en/{self.majorVersion}.{self.minorVersion}"
+
+    def moduleDocumentationUrl(self, moduleName: str) -> str:
+        return f"{self.documentationBaseUrl}/user_guide/modules/{moduleName.lower()}.html"
+
     def applicationLogic(self):
         return self.core.applicationLogic
 
@@ -175,5 +182,8 @@ def install(modulePaths: dict[str, str], version: str | None = None) -> SlicerCo
                                                      "slicer/ScriptedLoadableModule.py")
     slicer.parameterNodeWrapper = loadSlicerSource("slicer.parameterNodeWrapper", version,
                                                    "slicer/parameterNodeWrapper")
-    loadSlicerSource("SampleData", version, "SampleData.py")
+    sampleData = loadSlicerSource("SampleData", version, "SampleData.py")
+    # Slicer loads the SampleData module at start-up; its __init__ creates slicer.modules.sampleDataSources.
+    modules.sampledata = ModuleStandIn(None, sampleData.__file__)
+    sampleData.SampleData(ModuleParent(sampleData.__file__))
     return core

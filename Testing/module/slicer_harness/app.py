@@ -7,6 +7,10 @@ asks for, as qMRMLLayoutManager does) and ``SubjectHierarchyItems`` (creates a s
 node added, as the subject hierarchy plugin logic does).
 """
 
+import atexit
+import shutil
+import tempfile
+
 import slicer
 import vtk
 
@@ -83,6 +87,12 @@ class SlicerCore:
 
     def __init__(self) -> None:
         self.scene = slicer.vtkMRMLScene()
+        # qSlicerCoreApplication gives the scene a cache manager; Sample Data downloads into its remote cache.
+        cacheManager = slicer.vtkCacheManager()
+        cacheDir = tempfile.mkdtemp(prefix="M2DiffSlicerCache-")
+        atexit.register(shutil.rmtree, cacheDir, True)
+        cacheManager.SetRemoteCacheDirectory(cacheDir)
+        self.scene.SetCacheManager(cacheManager)
         self.applicationLogic = slicer.vtkSlicerApplicationLogic()
         self.applicationLogic.SetMRMLScene(self.scene)
         self.logics = {}
