@@ -1,6 +1,6 @@
 """Option parsing shared by every configuration object: enum choices checked once, errors naming the argument.
 
-Torch-free, so the light configuration modules (config.py, train_config.py) can use it.
+Torch-free, so the light configuration modules (model/config.py, training/config.py) can use it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,16 @@ E = TypeVar("E", bound=enum.Enum)
 # Sampling steps K when none are asked for: the setting of the held-out quality table (benchmarks/results/quality.md),
 # where more steps did not raise PSNR/SSIM for the shipped weights, and what keeps a CPU run near a minute.
 DEFAULT_SAMPLING_STEPS = 2
+
+
+class VarianceType(enum.Enum):
+    """Reverse-process variance: what the diffusion samples with and how many channels each decoder outputs.
+
+    Defined here, not in model/ or diffusion/, because both read it and neither imports the other.
+    """
+
+    LEARNED_RANGE = "learned_range"  # IDDPM: each decoder also outputs the interpolation value v
+    FIXED_LARGE = "fixed_large"  # sigma^2 = beta_t: the decoders output x0 only
 
 
 def reject_unknown_fields(cls: type, keys: Iterable[str]) -> None:

@@ -50,7 +50,8 @@ def measure(preset: str, variant: str, train_iters: int, infer_iters: int, threa
     if threads:
         torch.set_num_threads(threads)
 
-    from M2DiffSlicer.model.config import build_model, model_config
+    from M2DiffSlicer.model.config import model_config
+    from M2DiffSlicer.model.unet import build_model
     from M2DiffSlicer.diffusion.gaussian_diffusion import GaussianDiffusion, get_beta_schedule
 
     settings = SETTINGS[preset]

@@ -96,8 +96,9 @@ def main() -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from M2DiffSlicer.model.checkpoint import save_checkpoint
-    from M2DiffSlicer.model.config import build_model, model_config
-    from M2DiffSlicer.training.data import Orientation
+    from M2DiffSlicer.model.config import model_config
+    from M2DiffSlicer.model.unet import build_model
+    from M2DiffSlicer.imaging.model_grid import Orientation
     from M2DiffSlicer.enhance.slice_inference import sampled_slice_indices
     from M2DiffSlicer.imaging.model_grid import ModelGrid, prepare_inputs
 

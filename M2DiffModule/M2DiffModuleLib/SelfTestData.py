@@ -96,7 +96,8 @@ def tinyModel(folder: str, workerCommand: list[str] | None = None) -> str:
     """Write an untrained tiny-preset checkpoint with the worker's Python (torch stays out of this process)."""
     python = (workerCommand or EnhanceLogic().workerCommand())[0]
     path = os.path.join(folder, "tiny.pt")
-    code = ("import torch; from M2DiffSlicer.model.config import model_config, build_model; "
+    code = ("import torch; from M2DiffSlicer.model.config import model_config; "
+            "from M2DiffSlicer.model.unet import build_model; "
             "from M2DiffSlicer.model.checkpoint import save_checkpoint; torch.manual_seed(0); "
             "config = model_config('tiny'); "
             f"save_checkpoint({path!r}, build_model(config), config, meta={{'purpose': 'M2DiffModule self-test'}})")

@@ -17,7 +17,8 @@ def run(args: argparse.Namespace) -> int:
     """Print the configuration (one `field: value` line each) and the parameter count."""
     import torch
 
-    from ..model.config import build_model, model_config
+    from ..model.config import model_config
+    from ..model.unet import build_model
 
     config = model_config(args.preset, args.variant)
     # The meta device allocates no memory: counting the 270 M-parameter paper preset takes a fraction of a second.

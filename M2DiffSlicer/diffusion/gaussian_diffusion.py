@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..model.config import VarianceType  # one definition, shared with the network's output channels
+from ..options import VarianceType
 from .losses import gaussian_nll, mean_flat, normal_kl
 from ..options import parse_enum, reject_unknown_fields, unhandled_choice
 

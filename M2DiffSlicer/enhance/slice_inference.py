@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..training.data import Orientation
+from ..imaging.model_grid import Orientation
 from ..imaging.destripe import DEFAULT_SIGMA, remove_stripes
 from ..diffusion.gaussian_diffusion import GaussianDiffusion
 from ..options import DEFAULT_SAMPLING_STEPS, parse_enum

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_path
-from .config import ModelConfig, build_model
+from .config import ModelConfig
+from .unet import build_model
 from ..errors import ModelError
 
 FORMAT = "m2diff-checkpoint-v1"

@@ -5,13 +5,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..options import parse_enum, reject_unknown_fields
+from ..options import VarianceType, parse_enum, reject_unknown_fields
 from .presets import PRESETS, VARIANTS
-
-if TYPE_CHECKING:
-    from .unet import M2DiffNet
 
 
 class T1Input(enum.Enum):
@@ -28,13 +25,6 @@ class HFFMode(enum.Enum):
     PROJ = "proj"  # paper eq. 4-5: per-branch 1x1 projection, concat, conv-GroupNorm-SiLU head
     CONCAT = "concat"  # released code: both raw skips concatenated into each decoder block
     NONE = "none"  # each decoder sees only its own encoder (Table IV V3)
-
-
-class VarianceType(enum.Enum):
-    """Reverse-process variance."""
-
-    LEARNED_RANGE = "learned_range"  # IDDPM: each decoder also outputs the interpolation value v
-    FIXED_LARGE = "fixed_large"  # sigma^2 = beta_t: the decoders output x0 only
 
 
 class AttentionBranches(enum.Enum):
@@ -209,11 +199,3 @@ def model_config(preset: str, variant: str = "m2diff") -> ModelConfig:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     return ModelConfig(**PRESETS[preset], **VARIANTS[variant])
-
-
-def build_model(config: ModelConfig) -> M2DiffNet:
-    """Construct the network described by `config` (parameters on torch's current default device)."""
-    # Imported here because unet.py imports this module for the enums.
-    from .unet import M2DiffNet
-
-    return M2DiffNet(config)

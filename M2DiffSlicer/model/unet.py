@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import AttentionBranches, HFFMode, ModelConfig, OutputMode, T1Input, VarianceType
-from ..options import unhandled_choice
+from ..options import VarianceType, unhandled_choice
+from .config import AttentionBranches, HFFMode, ModelConfig, OutputMode, T1Input
 from .nn import (
     AttentionBlock,
     Downsample,
@@ -289,3 +289,8 @@ class M2DiffNet(nn.Module):
                 f"t1_present must be a [{n}] bool tensor, got {t1_present.dtype} {tuple(t1_present.shape)}"
             )
         return t1_present
+
+
+def build_model(config: ModelConfig) -> M2DiffNet:
+    """Construct the network described by `config` (parameters on torch's current default device)."""
+    return M2DiffNet(config)

@@ -24,7 +24,7 @@ import torch
 from ..atomic import atomic_path, write_text_atomic
 from ..errors import BadInputError
 from ..options import parse_enum
-from ..imaging.model_grid import ModelGrid, prepare_inputs, prepare_target
+from ..imaging.model_grid import ModelGrid, Orientation, prepare_inputs, prepare_target
 
 SD_FILE = "pet_sd.nii.gz"
 T1_FILE = "t1.nii.gz"
@@ -35,22 +35,6 @@ CACHE_VERSION = 1
 def ld_file(drf: int) -> str:
     """File name of the LD-PET at dose reduction factor `drf` in a subject folder."""
     return f"pet_ld_drf{drf:03d}.nii.gz"
-
-
-class Orientation(enum.Enum):
-    """Slicing direction of a [z, y, x] volume."""
-
-    AXIAL = "axial"  # arr[k]: [y, x]
-    CORONAL = "coronal"  # arr[:, k]: [z, x]
-    SAGITTAL = "sagittal"  # arr[:, :, k]: [z, y]
-
-    @property
-    def axis(self) -> int:
-        return {Orientation.AXIAL: 0, Orientation.CORONAL: 1, Orientation.SAGITTAL: 2}[self]
-
-    def take(self, volume: np.ndarray, index: int) -> np.ndarray:
-        """Slice `index` of a [..., z, y, x] array along this orientation's axis."""
-        return np.take(volume, index, axis=volume.ndim - 3 + self.axis)
 
 
 class CacheDtype(enum.Enum):

@@ -22,8 +22,10 @@ import torch
 
 from ..model import checkpoint
 from ..atomic import atomic_path
-from ..model.config import ModelConfig, build_model, model_config
-from .data import CacheDtype, Orientation, SliceDataset, SliceRef, find_subjects
+from ..model.config import ModelConfig, model_config
+from ..model.unet import build_model
+from ..imaging.model_grid import Orientation
+from .data import CacheDtype, SliceDataset, SliceRef, find_subjects
 from ..diffusion.gaussian_diffusion import BetaSchedule, GaussianDiffusion, LossWeights, process_betas
 from .distributed import DistContext
 from ..diffusion.losses import mean_flat

@@ -22,7 +22,8 @@ def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     import torch
 
     from M2DiffSlicer.model.checkpoint import save_checkpoint
-    from M2DiffSlicer.model.config import build_model, model_config
+    from M2DiffSlicer.model.config import model_config
+    from M2DiffSlicer.model.unet import build_model
 
     torch.manual_seed(seed)
     config = model_config("tiny")

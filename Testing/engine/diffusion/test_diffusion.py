@@ -328,7 +328,8 @@ def test_unknown_options_raise_a_value_error_naming_the_argument(argument, kwarg
 
 @pytest.mark.parametrize("variant", ["m2diff", "released-code", "v1", "v2", "v3", "v4", "v5"])
 def test_training_losses_with_the_tiny_network_are_finite_per_sample_and_differentiable(variant):
-    from M2DiffSlicer.model.config import build_model, model_config
+    from M2DiffSlicer.model.config import model_config
+    from M2DiffSlicer.model.unet import build_model
 
     torch.manual_seed(0)
     model = build_model(model_config("tiny", variant))

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from M2DiffSlicer.model.config import build_model, model_config
+from M2DiffSlicer.model.config import model_config
+from M2DiffSlicer.model.unet import build_model
 from M2DiffSlicer.diffusion.respace import create_diffusion
 from M2DiffSlicer.diffusion.sampling import sample, sample_progressive
 

@@ -267,7 +267,8 @@ def test_a_model_trained_on_a_truncated_process_is_sampled_on_it(tmp_path):
     """meta["train_config"]["truncate_at"] decides where sampling starts; more steps than the process has is a
     bad input."""
     from M2DiffSlicer.model.checkpoint import save_checkpoint
-    from M2DiffSlicer.model.config import build_model, model_config
+    from M2DiffSlicer.model.config import model_config
+    from M2DiffSlicer.model.unet import build_model
     from M2DiffSlicer.enhance.slice_inference import InferenceOptions
 
     config = model_config("tiny")

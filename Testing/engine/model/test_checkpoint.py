@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from M2DiffSlicer.model.checkpoint import FORMAT, CheckpointError, file_sha256, load_checkpoint, save_checkpoint
-from M2DiffSlicer.model.config import build_model, model_config
+from M2DiffSlicer.model.config import model_config
+from M2DiffSlicer.model.unet import build_model
 from M2DiffSlicer.errors import ModelError
 
 SHAPE = (2, 1, 16, 16)

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from M2DiffSlicer.cli import main
-from M2DiffSlicer.model.config import HFFMode, ModelConfig, VarianceType, build_model, model_config
+from M2DiffSlicer.model.config import HFFMode, ModelConfig, model_config
+from M2DiffSlicer.model.unet import build_model
+from M2DiffSlicer.options import VarianceType
 from M2DiffSlicer.model.presets import PRESETS, VARIANTS
 
 SINGLE_DECODER = {"v1", "v2", "v4"}
