@@ -236,7 +236,11 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         elif error is not None:
             self.ui.statusLog.appendPlainText(str(error))
             if self.showDialogs:
-                slicer.util.errorDisplay(_("Enhancement failed."), detailedText=str(error))
+                details = str(error)
+                tail = getattr(error, "stderrTail", "")
+                if tail and tail not in details:
+                    details += "\n\n" + _("Worker log:") + "\n" + tail
+                slicer.util.errorDisplay(_("Enhancement failed."), detailedText=details)
         else:
             self._parameterNode.outputVolume = result.outputVolume
             self.ui.roiTableView.setMRMLTableNode(result.tableNode)
@@ -315,13 +319,15 @@ class M2DiffModuleTest(ScriptedLoadableModuleTest):
 
         import shutil
 
+        SelfTestData.skipUnlessWorkerCanRun(self)
         self.delayDisplay("Creating a small subject and a tiny model")
         subject = SelfTestData.createSubject(slicer.mrmlScene)
         try:
             logic = M2DiffModuleLogic()
-            result = logic.process(subject.ldPet, subject.t1, subject.roi, steps=1,
-                                   orientations=Orientations.AXIAL, device=Device.CPU, batchSize=64,
-                                   weights=SelfTestData.tinyModel(subject.folder))
+            with SelfTestData.workerLogOnFailure():
+                result = logic.process(subject.ldPet, subject.t1, subject.roi, steps=1,
+                                       orientations=Orientations.AXIAL, device=Device.CPU, batchSize=64,
+                                       weights=SelfTestData.tinyModel(subject.folder))
             self.delayDisplay("Checking output geometry, units, ROI table and layout")
             SelfTestData.checkResult(self, subject, result)
         finally:

@@ -6,7 +6,11 @@ version floor is 2.6: older ``torch.load(weights_only=True)`` can still execute 
 """
 
 import importlib.metadata
+import json
 import logging
+import subprocess
+
+from .ProcessRunner import hiddenConsoleKwargs
 
 TORCH_REQUIREMENT = ">=2.6"
 
@@ -75,6 +79,47 @@ def ensureEngineRequirementsOrRaise() -> None:
         # Slicer < 5.12 has no slicer.packaging; --no-deps keeps pip from pulling torch or SimpleITK.
         for requirement in missing:
             slicer.util.pip_install(f"{requirement} --no-deps")
+
+
+# Run by the worker's Python: versions from package metadata and import specs only, so nothing gets imported.
+_CHECK_CODE = """
+import importlib.metadata, importlib.util, json, sys
+versions = {}
+for name in sys.argv[1:]:
+    try:
+        versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        versions[name] = None
+modules = {name: importlib.util.find_spec(name) is not None for name in ("SimpleITK", "M2DiffSlicer")}
+print(json.dumps({"versions": versions, "modules": modules}))
+"""
+
+
+def missingWorkerRequirements(python: str, env: dict | None = None) -> list[str]:
+    """What the worker's Python lacks, one readable item each (``"torch>=2.6 (not installed)"``); empty when the
+    worker can run. Asked of that Python in a subprocess, so that what is checked is what the worker will see."""
+    from packaging.requirements import Requirement
+
+    requirements = [Requirement(f"torch{TORCH_REQUIREMENT}")] + [Requirement(text) for text in ENGINE_REQUIREMENTS]
+    completed = subprocess.run([python, "-c", _CHECK_CODE, *[r.name for r in requirements]], env=env,
+                               capture_output=True, text=True, timeout=120, **hiddenConsoleKwargs())
+    if completed.returncode != 0:
+        tail = "\n".join(completed.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"Could not ask the worker's Python ({python}) what it has installed "
+                           f"(exit code {completed.returncode}):\n{tail}")
+    found = json.loads(completed.stdout.strip().splitlines()[-1])
+    missing = []
+    for requirement in requirements:
+        version = found["versions"][requirement.name]
+        if version is None:
+            missing.append(f"{requirement} (not installed)")
+        elif not requirement.specifier.contains(version, prereleases=True):
+            missing.append(f"{requirement} ({version} installed)")
+    if not found["modules"]["SimpleITK"]:
+        missing.append("SimpleITK (Slicer's own; not importable)")
+    if not found["modules"]["M2DiffSlicer"]:
+        missing.append("the M2DiffSlicer engine package (not found next to the module)")
+    return missing
 
 
 def _satisfied(requirementText: str) -> bool:

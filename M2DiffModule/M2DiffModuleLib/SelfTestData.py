@@ -5,6 +5,7 @@ aligned T1 on a different grid, and a two-segment ROI segmentation, placed in a 
 hierarchy with SUV quantity and units, as a DICOM PET loaded in Slicer would be.
 """
 
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -13,8 +14,9 @@ import tempfile
 import numpy as np
 import slicer
 
-from . import ComparisonLayout, RoiTable
-from .EnhanceLogic import EnhanceLogic
+from . import ComparisonLayout, Dependencies, RoiTable
+from .EnhanceLogic import EnhanceLogic, WorkerError
+from .ProcessRunner import hiddenConsoleKwargs
 
 # z, y, x voxels at 3 mm. The "head" is a thin slab (4 cm in z) so that the model, which skips empty slices, runs on
 # about 20 axial slices: one network call per step keeps the self-test to seconds of CPU time.
@@ -92,6 +94,31 @@ def createSubject(scene, seed: int = 0) -> Subject:
     return Subject(ldPet, t1, roi, studyItem, tempfile.mkdtemp(prefix="M2DiffSelfTest-"))
 
 
+def skipUnlessWorkerCanRun(testCase, workerCommand: list[str] | None = None) -> None:
+    """Skip ``testCase``, saying what to do, when the worker's Python lacks the engine's requirements: a fresh
+    Slicer has no torch until the first Enhance installs it, and Slicer installs nothing in ``--testing`` mode."""
+    logic = EnhanceLogic()
+    python = (workerCommand or logic.workerCommand())[0]
+    missing = Dependencies.missingWorkerRequirements(python, logic.workerEnvironment())
+    if missing:
+        testCase.skipTest(f"M2Diff self-test skipped: the worker's Python ({python}) lacks {'; '.join(missing)}. "
+                          "Click Enhance once in the M2Diff panel to install them (Slicer installs nothing while "
+                          "testing), then run the test again.")
+
+
+@contextlib.contextmanager
+def workerLogOnFailure():
+    """Re-raise a ``WorkerError`` with the worker's stderr in its message, so a failed self-test says why even when
+    the panel would show only the user-facing message."""
+    try:
+        yield
+    except WorkerError as error:
+        if not error.stderrTail or error.stderrTail in str(error):
+            raise
+        raise WorkerError(f"{error}\n\nWorker log (stderr):\n{error.stderrTail}", error.errorType, error.exitCode,
+                          error.stderrTail) from error
+
+
 def tinyModel(folder: str, workerCommand: list[str] | None = None) -> str:
     """Write an untrained tiny-preset checkpoint with the worker's Python (torch stays out of this process)."""
     python = (workerCommand or EnhanceLogic().workerCommand())[0]
@@ -101,8 +128,12 @@ def tinyModel(folder: str, workerCommand: list[str] | None = None) -> str:
             "from M2DiffSlicer.model.checkpoint import save_checkpoint; torch.manual_seed(0); "
             "config = model_config('tiny'); "
             f"save_checkpoint({path!r}, build_model(config), config, meta={{'purpose': 'M2DiffModule self-test'}})")
-    subprocess.run([python, "-c", code], check=True, env=EnhanceLogic().workerEnvironment(),
-                   capture_output=True, text=True)
+    completed = subprocess.run([python, "-c", code], env=EnhanceLogic().workerEnvironment(), capture_output=True,
+                               text=True, **hiddenConsoleKwargs())
+    if completed.returncode != 0:
+        tail = "\n".join(completed.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"The worker's Python ({python}) could not write the self-test model "
+                           f"(exit code {completed.returncode}):\n{tail}")
     return path
 
 

@@ -106,6 +106,7 @@ def main() -> int:
         runOk(job, args.keep_json)
         return 0
     if args.mode == "fail":
+        print("fake worker: checked the PET voxels in validate.py", file=sys.stderr, flush=True)
         emit(event="start", torch="0.0-fake", cuda_build=None, device="cpu", device_name="fake CPU", memory_gb=1.0,
              arch_ok=True)
         emit(event="error", type="BadInputError", message="PET volume is empty (all voxels are 0)", exit_code=2)

@@ -180,6 +180,8 @@ def test_user_fixable_worker_error_is_not_buried_in_a_log(subject, fakeWorker):
     with pytest.raises(WorkerError) as caught:
         logic.process(subject.ldPet)
     assert str(caught.value) == "PET volume is empty (all voxels are 0)"
+    # Kept for the details and for bug reports, not in the message.
+    assert caught.value.stderrTail == "fake worker: checked the PET voxels in validate.py"
 
 
 def test_worker_crash_without_error_event_reports_exit_code_and_stderr(subject, fakeWorker):
