@@ -1,7 +1,11 @@
+# Annotations stay unevaluated, so Python 3.9 (Slicer 5.8) can import this file and show the version message.
+from __future__ import annotations
+
 import os
-import pathlib
+import sys
 from typing import Annotated, Union
 
+import qt
 import vtk
 
 import slicer
@@ -17,6 +21,7 @@ from slicer.parameterNodeWrapper import (
 
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
+from M2DiffModuleLib import ModelCatalogue
 from M2DiffModuleLib.EnhanceLogic import (
     CancelledError,
     Device,
@@ -26,8 +31,22 @@ from M2DiffModuleLib.EnhanceLogic import (
     EnhanceSettings,
     Orientations,
     resourcesDir,
+    validateInputs,
 )
 from M2DiffModuleLib.ProcessRunner import QtTimer
+
+
+# Slicer 5.10 is the first release on Python 3.12, which the module and its worker are written and tested for.
+MINIMUM_SLICER_VERSION = (5, 10)
+
+
+def unsupportedSlicerMessage(major: int, minor: int) -> str | None:
+    """The panel's message when this Slicer is older than the minimum version, else None."""
+    if (major, minor) >= MINIMUM_SLICER_VERSION:
+        return None
+    return _("M2Diff PET Enhancement needs 3D Slicer {minimum} or newer; this is Slicer {version}. "
+             "Please install a current Slicer release.").format(
+        minimum=".".join(str(part) for part in MINIMUM_SLICER_VERSION), version=f"{major}.{minor}")
 
 
 #
@@ -40,6 +59,8 @@ class M2DiffModule(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
+        # The base class looks for Resources/ next to this file; a source checkout has it one folder up.
+        self.parent.icon = qt.QIcon(os.path.join(resourcesDir(), "Icons", "M2DiffModule.png"))
         self.parent.title = _("M2Diff PET Enhancement")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Nuclear Medicine")]
         self.parent.dependencies = []  # PyTorch is an extension dependency, loaded only when Enhance is clicked
@@ -81,14 +102,20 @@ def registerSampleData():
 
 @parameterPack
 class M2DiffEngineSettings:
-    """Engine options: sampling steps, slice orientations, device, random seed, uncertainty map, model file."""
+    """Engine options: sampling steps, slice orientations, device, random seed, uncertainty map, model.
+
+    ``model`` is a catalogue id (Resources/Models/models.json), "" for the catalogue's default model, or
+    ``ModelCatalogue.OTHER_MODEL_FILE`` for ``modelFile``. Both are strings (not a Path, whose default Slicer stores
+    and shows as "."), kept in step with the model picker by the Widget.
+    """
 
     steps: Annotated[int, WithinRange(1, 1000)] = 2  # the engine's DEFAULT_SAMPLING_STEPS
     orientations: Orientations = Orientations.ALL
     device: Device = Device.AUTO
     seed: Annotated[int, WithinRange(0, 2147483647)] = 0
     uncertainty: bool = False
-    modelFile: pathlib.Path = pathlib.Path()
+    model: str = ""
+    modelFile: str = ""
 
 
 @parameterNodeWrapper
@@ -109,12 +136,46 @@ class M2DiffModuleParameterNode:
     engine: M2DiffEngineSettings
 
 
-def settingsFromParameterNode(parameterNode: M2DiffModuleParameterNode) -> EnhanceSettings:
+def modelPathOrRaise(engine: M2DiffEngineSettings, models: list[ModelCatalogue.CatalogueModel]) -> str:
+    """The checkpoint the chosen model means; ``ValueError`` when there is none."""
+    if engine.model == ModelCatalogue.OTHER_MODEL_FILE:
+        if not engine.modelFile:
+            raise ValueError(_("Choose a model file (.pt), or a model of the catalogue"))
+        return engine.modelFile
+    model = ModelCatalogue.findModel(models, engine.model or ModelCatalogue.defaultModelId(models))
+    if model is None:
+        raise ValueError(_("Model '{id}' is not in the catalogue; choose another model").format(id=engine.model))
+    return model.path
+
+
+def settingsFromParameterNode(parameterNode: M2DiffModuleParameterNode,
+                              models: list[ModelCatalogue.CatalogueModel]) -> EnhanceSettings:
     """The job settings stored in the parameter node (the only place Apply reads them from)."""
     engine = parameterNode.engine
-    modelFile = str(engine.modelFile) if str(engine.modelFile) not in ("", ".") else None
     return EnhanceSettings(steps=engine.steps, orientations=engine.orientations, device=engine.device,
-                           seed=engine.seed, uncertainty=engine.uncertainty, weights=modelFile)
+                           seed=engine.seed, uncertainty=engine.uncertainty, weights=modelPathOrRaise(engine, models))
+
+
+def inputProblem(parameterNode: M2DiffModuleParameterNode, models: list[ModelCatalogue.CatalogueModel]) -> str | None:
+    """Why Enhance cannot run with the panel's inputs and model, in words for the panel; None when it can."""
+    try:
+        validateInputs(parameterNode.ldPet, parameterNode.t1, parameterNode.roi, parameterNode.outputVolume)
+        settingsFromParameterNode(parameterNode, models)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def unloadLibModules() -> list[str]:
+    """Forget M2DiffModuleLib and its submodules, so that the next import reads them from disk; returns their names.
+
+    Slicer's Reload (slicer.util.reloadScriptedModule) re-executes only this file; without this its imports would
+    get the Lib modules cached in sys.modules.
+    """
+    names = [name for name in sys.modules if name == "M2DiffModuleLib" or name.startswith("M2DiffModuleLib.")]
+    for name in names:
+        del sys.modules[name]
+    return names
 
 
 #
@@ -140,6 +201,12 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        versionProblem = unsupportedSlicerMessage(slicer.app.majorVersion, slicer.app.minorVersion)
+        if versionProblem:
+            label = qt.QLabel(versionProblem)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/M2DiffModule.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -148,6 +215,12 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        # The picker shows labels and keeps catalogue ids as item data, which Slicer's string connector cannot.
+        for model in self.logic.models():
+            self.ui.modelSelector.addItem(model.label, model.id)
+        self.ui.modelSelector.addItem(_("Other file…"), ModelCatalogue.OTHER_MODEL_FILE)
+        self.ui.modelSelector.connect("currentIndexChanged(int)", self._onModelSelected)
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self._onModelFileChanged)
         self.ui.progressBar.setVisible(False)
         self.initializeParameterNode()
 
@@ -189,7 +262,37 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
 
+    def onReload(self) -> None:
+        unloadLibModules()
+        ScriptedLoadableModuleWidget.onReload(self)
+
+    def _onModelSelected(self, index: int) -> None:
+        if self._parameterNode:
+            self._parameterNode.engine.model = self.ui.modelSelector.itemData(index)
+
+    def _onModelFileChanged(self, path: str) -> None:
+        if self._parameterNode:
+            self._parameterNode.engine.modelFile = path
+
+    def _updateModelPanel(self) -> None:
+        models = self.logic.models()
+        engine = self._parameterNode.engine
+        modelId = engine.model or ModelCatalogue.defaultModelId(models)
+        wasBlocked = self.ui.modelSelector.blockSignals(True)
+        self.ui.modelSelector.setCurrentIndex(self.ui.modelSelector.findData(modelId))
+        self.ui.modelSelector.blockSignals(wasBlocked)
+        otherFile = modelId == ModelCatalogue.OTHER_MODEL_FILE
+        self.ui.modelPathLabel.visible = otherFile
+        self.ui.modelPathLineEdit.visible = otherFile
+        if self.ui.modelPathLineEdit.currentPath != engine.modelFile:
+            wasBlocked = self.ui.modelPathLineEdit.blockSignals(True)
+            self.ui.modelPathLineEdit.currentPath = engine.modelFile
+            self.ui.modelPathLineEdit.blockSignals(wasBlocked)
+        self.ui.modelInfoLabel.text = ModelCatalogue.modelNotice(models, modelId)
+
     def _checkCanApply(self, caller=None, event=None) -> None:
+        if self._parameterNode:
+            self._updateModelPanel()
         if self.job is not None and self.job.cancelRequested:
             self.ui.applyButton.text = _("Cancelling…")
             self.ui.applyButton.toolTip = _("Waiting for the worker to stop")
@@ -198,14 +301,13 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the running enhancement")
             self.ui.applyButton.enabled = True
-        elif self._parameterNode and self._parameterNode.ldPet:
-            self.ui.applyButton.text = _("Enhance")
-            self.ui.applyButton.toolTip = _("Enhance the low-dose PET")
-            self.ui.applyButton.enabled = True
         else:
+            # Bad input is explained in the panel and Enhance stays off, so nothing is started or added.
+            problem = inputProblem(self._parameterNode, self.logic.models()) if self._parameterNode else None
             self.ui.applyButton.text = _("Enhance")
-            self.ui.applyButton.toolTip = _("Select a low-dose PET volume")
-            self.ui.applyButton.enabled = False
+            self.ui.applyButton.toolTip = problem or _("Enhance the low-dose PET")
+            self.ui.applyButton.enabled = self._parameterNode is not None and problem is None
+            self.ui.inputStatusLabel.text = problem or ""
 
     def onApplyButton(self) -> None:
         """Enhance, or Cancel while a job runs."""
@@ -262,6 +364,13 @@ class M2DiffModuleLogic(ScriptedLoadableModuleLogic):
     def __init__(self, workerCommand: list[str] | None = None, timerFactory=None) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.enhanceLogic = EnhanceLogic(workerCommand, timerFactory or QtTimer)
+        self._models: list[ModelCatalogue.CatalogueModel] | None = None
+
+    def models(self) -> list[ModelCatalogue.CatalogueModel]:
+        """The model catalogue, read once (json only: listing models never imports torch)."""
+        if self._models is None:
+            self._models = ModelCatalogue.loadCatalogue(resourcesDir())
+        return self._models
 
     def getParameterNode(self):
         return M2DiffModuleParameterNode(super().getParameterNode())
@@ -277,7 +386,8 @@ class M2DiffModuleLogic(ScriptedLoadableModuleLogic):
     def startFromParameterNode(self, parameterNode: M2DiffModuleParameterNode,
                                waitForCompletion: bool = True) -> EnhanceJob:
         return self.enhanceLogic.startOrRaise(parameterNode.ldPet, parameterNode.t1, parameterNode.roi,
-                                              parameterNode.outputVolume, settingsFromParameterNode(parameterNode),
+                                              parameterNode.outputVolume,
+                                              settingsFromParameterNode(parameterNode, self.models()),
                                               waitForCompletion=waitForCompletion)
 
     def process(self, ldPet, t1=None, roi=None, output=None, steps: int = 2,

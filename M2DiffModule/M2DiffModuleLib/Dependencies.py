@@ -5,6 +5,8 @@ version floor is 2.6: older ``torch.load(weights_only=True)`` can still execute 
 (CVE-2025-32434). Torch is never imported in the Slicer process by this module; only the worker imports it.
 """
 
+from __future__ import annotations
+
 import importlib.metadata
 import json
 import logging

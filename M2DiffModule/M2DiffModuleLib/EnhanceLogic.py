@@ -4,6 +4,8 @@ The module talks to the engine only through the worker protocol of docs/DEVELOPI
 ``<python> -m M2DiffSlicer.enhance.worker --job job.json`` with JSON-line events on stdout.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import enum
 import json
@@ -313,21 +315,42 @@ class EnhanceLogic:
             job.start(self._timerFactory())
         return job
 
-def validateInputs(ldPet, t1, roi, output) -> None:
-    """Raise ``ValueError`` naming the argument when a node cannot be used."""
-    if ldPet is None or not ldPet.IsA("vtkMRMLScalarVolumeNode") or ldPet.IsA("vtkMRMLLabelMapVolumeNode"):
-        raise ValueError(f"ldPet must be a scalar volume node (the low-dose PET), got {ldPet!r}")
-    if ldPet.GetImageData() is None or ldPet.GetScene() is None:
-        raise ValueError(f"ldPet '{ldPet.GetName()}' has no voxels or is not in a scene")
-    dims = ldPet.GetImageData().GetDimensions()
+def _describe(node) -> str:
+    return f"'{node.GetName()}' ({node.GetClassName()})" if node is not None else "nothing"
+
+
+def _checkVolume(node, role: str, argument: str) -> None:
+    """A 3D single-component scalar volume with voxels; the message names the role, the argument and the node."""
+    if not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise ValueError(f"The {role} ({argument}) must be a scalar volume, not {_describe(node)}")
+    image = node.GetImageData()
+    if image is None or node.GetScene() is None:
+        raise ValueError(f"The {role} ({argument}) {_describe(node)} has no voxels or is not in a scene")
+    if image.GetNumberOfScalarComponents() != 1:
+        raise ValueError(f"The {role} ({argument}) must be one 3D volume, but {_describe(node)} has "
+                         f"{image.GetNumberOfScalarComponents()} values per voxel (a 4D, vector or colour volume)")
+    dims = image.GetDimensions()
     if min(dims) < 8:
-        raise ValueError(f"ldPet must be a 3D volume at least 8 voxels on each side, got dimensions {dims}")
-    if t1 is not None and (not t1.IsA("vtkMRMLScalarVolumeNode") or t1.GetImageData() is None):
-        raise ValueError(f"t1 must be a scalar volume node with voxels or None (MRI-free), got {t1!r}")
+        raise ValueError(f"The {role} ({argument}) must be a 3D volume at least 8 voxels along each axis, but "
+                         f"{_describe(node)} is {dims[0]} x {dims[1]} x {dims[2]}")
+
+
+def validateInputs(ldPet, t1, roi, output) -> None:
+    """Raise ``ValueError`` naming the input and its argument when a node cannot be used."""
+    if ldPet is None:
+        raise ValueError("Select a low-dose PET volume (ldPet)")
+    _checkVolume(ldPet, "low-dose PET", "ldPet")
+    if t1 is not None:
+        if t1 is ldPet:
+            raise ValueError("The T1 MRI (t1) must be a different volume from the low-dose PET; "
+                             "choose None for MRI-free mode")
+        _checkVolume(t1, "T1 MRI", "t1")
     if roi is not None and not (roi.IsA("vtkMRMLSegmentationNode") or roi.IsA("vtkMRMLLabelMapVolumeNode")):
-        raise ValueError(f"roi must be a segmentation or labelmap volume node or None, got {roi!r}")
+        raise ValueError(f"The ROI (roi) must be a segmentation or labelmap volume or None, not {_describe(roi)}")
     if output is not None:
         if not output.IsA("vtkMRMLScalarVolumeNode") or output.IsA("vtkMRMLLabelMapVolumeNode"):
-            raise ValueError(f"output must be a scalar volume node or None (create new), got {output!r}")
+            raise ValueError(f"The enhanced PET (output) must be a scalar volume or None (create new), "
+                             f"not {_describe(output)}")
         if output in (ldPet, t1):
-            raise ValueError("output must differ from the input volumes: the inputs are never overwritten")
+            raise ValueError("The enhanced PET (output) must differ from the input volumes: "
+                             "the inputs are never overwritten")

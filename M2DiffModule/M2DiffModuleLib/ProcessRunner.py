@@ -5,6 +5,8 @@ injected fake in tests) drains the queue on the main thread, where MRML may be t
 blocking ``wait()`` instead.
 """
 
+from __future__ import annotations
+
 import enum
 import json
 import os

@@ -1,5 +1,7 @@
 """Turn a finished worker job's files into scene nodes: all of them, or none."""
 
+from __future__ import annotations
+
 import dataclasses
 import json
 

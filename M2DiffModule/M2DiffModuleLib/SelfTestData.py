@@ -5,6 +5,8 @@ aligned T1 on a different grid, and a two-segment ROI segmentation, placed in a 
 hierarchy with SUV quantity and units, as a DICOM PET loaded in Slicer would be.
 """
 
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import os

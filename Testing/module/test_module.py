@@ -8,7 +8,7 @@ import slicer
 
 import M2DiffModule
 from M2DiffModule import M2DiffModuleLogic, settingsFromParameterNode
-from M2DiffModuleLib import Dependencies
+from M2DiffModuleLib import Dependencies, ModelCatalogue
 from M2DiffModuleLib.EnhanceLogic import Device, Orientations
 from slicer_harness import ModuleParent
 
@@ -37,7 +37,8 @@ def test_parameter_node_round_trips_through_a_saved_scene(subject, tmp_path, mon
     parameterNode.engine.device = Device.CPU
     parameterNode.engine.seed = 7
     parameterNode.engine.uncertainty = True
-    parameterNode.engine.modelFile = pathlib.Path(tmp_path / "model.pt")
+    parameterNode.engine.model = ModelCatalogue.OTHER_MODEL_FILE
+    parameterNode.engine.modelFile = str(tmp_path / "model.pt")
     ids = (subject.ldPet.GetID(), subject.t1.GetID(), subject.roi.GetID())
     scene = slicer.mrmlScene
     scene.SetRootDirectory(str(tmp_path))
@@ -56,7 +57,7 @@ def test_parameter_node_round_trips_through_a_saved_scene(subject, tmp_path, mon
     engine = restored.engine
     assert (engine.steps, engine.orientations, engine.device, engine.seed, engine.uncertainty) == (
         25, Orientations.AXIAL, Device.CPU, 7, True)
-    assert engine.modelFile == pathlib.Path(tmp_path / "model.pt")
+    assert (engine.model, engine.modelFile) == (ModelCatalogue.OTHER_MODEL_FILE, str(tmp_path / "model.pt"))
 
 
 def test_parameter_node_rejects_out_of_range_steps(scene):
@@ -66,12 +67,39 @@ def test_parameter_node_rejects_out_of_range_steps(scene):
     assert parameterNode.engine.steps == 2  # the default is kept
 
 
-def test_apply_settings_come_from_the_parameter_node_with_empty_model_meaning_default(scene):
-    parameterNode = M2DiffModuleLogic().getParameterNode()
+def test_fresh_parameter_node_stores_slicers_parameter_names(scene):
+    # Slicer's wrapper stores the roi Union as "roi.<index of the value's type>", None being index 2.
+    node = M2DiffModuleLogic().getParameterNode().parameterNode
+    assert node.GetParameterNamesAsCommaSeparatedList().split(",") == [
+        "engine.device", "engine.model", "engine.modelFile", "engine.orientations", "engine.seed", "engine.steps",
+        "engine.uncertainty", "ldPet", "outputVolume", "roi.2", "t1"]
+    assert node.GetParameter("engine.modelFile") == ""  # not "." as a pathlib.Path default would be
+
+
+def test_apply_settings_come_from_the_parameter_node_with_empty_model_meaning_the_default(scene):
+    logic = M2DiffModuleLogic()
+    parameterNode = logic.getParameterNode()
     parameterNode.engine.steps = 3
     parameterNode.engine.device = Device.GPU
-    settings = settingsFromParameterNode(parameterNode)
-    assert (settings.steps, settings.device, settings.weights) == (3, Device.GPU, None)
+    settings = settingsFromParameterNode(parameterNode, logic.models())
+    default = ModelCatalogue.findModel(logic.models(), ModelCatalogue.defaultModelId(logic.models()))
+    assert (settings.steps, settings.device, settings.weights) == (3, Device.GPU, default.path)
+
+
+def test_other_model_file_without_a_file_is_refused(scene):
+    logic = M2DiffModuleLogic()
+    parameterNode = logic.getParameterNode()
+    parameterNode.engine.model = ModelCatalogue.OTHER_MODEL_FILE
+    with pytest.raises(ValueError, match="Choose a model file"):
+        settingsFromParameterNode(parameterNode, logic.models())
+
+
+def test_model_not_in_the_catalogue_is_refused(scene):
+    logic = M2DiffModuleLogic()
+    parameterNode = logic.getParameterNode()
+    parameterNode.engine.model = "no-such-model"
+    with pytest.raises(ValueError, match="'no-such-model' is not in the catalogue"):
+        settingsFromParameterNode(parameterNode, logic.models())
 
 
 def test_enhance_from_parameter_node_uses_its_nodes_and_settings(subject, fakeWorker, tmp_path):

@@ -33,6 +33,12 @@ CONNECTOR_WIDGETS = {
 }
 
 
+# Parameters the Widget keeps in step with its widgets itself (M2DiffModuleWidget._updateModelPanel): the model
+# picker shows labels but stores catalogue ids, and the file is a str ("" when unset), which no connector binds.
+SYNCED_BY_HAND = {"engine.model": ("modelSelector", "QComboBox"),
+                  "engine.modelFile": ("modelPathLineEdit", "ctkPathLineEdit")}
+
+
 @pytest.fixture(scope="module")
 def uiTree():
     return ET.parse(UI_PATH).getroot()
@@ -117,14 +123,26 @@ def test_every_ui_widget_used_by_the_module_exists_with_its_declared_class(loade
     missing = sorted(name for name in used if widget.findChild(QWidget, name) is None)
     assert missing == []
     expected = {"applyButton": "QPushButton", "progressBar": "QProgressBar", "statusLog": "QPlainTextEdit",
-                "roiTableView": "qMRMLTableView"}
+                "roiTableView": "qMRMLTableView", "inputStatusLabel": "QLabel", "modelInfoLabel": "QLabel",
+                "modelPathLabel": "QLabel", **{widget: widgetClass for widget, widgetClass in SYNCED_BY_HAND.values()}}
     assert {name: classes[name] for name in expected} == expected
 
 
 def test_slicer_parameter_names_match_the_parameter_node_fields(uiTree):
     import M2DiffModule
 
-    assert set(bindings(uiTree)) == set(parameterNames(M2DiffModule.M2DiffModuleParameterNode))
+    names = set(parameterNames(M2DiffModule.M2DiffModuleParameterNode))
+    assert set(SYNCED_BY_HAND) <= names
+    assert set(bindings(uiTree)) == names - set(SYNCED_BY_HAND)
+
+
+def test_model_picker_is_not_also_bound_by_slicers_connectors(uiTree):
+    # A SlicerParameterName on these would make Slicer's connectors write the combo text / a Path into the strings.
+    classes = widgetClasses(uiTree)
+    bound = {w.get("name") for w in uiTree.iter("widget")
+             if any(p.get("name") == "SlicerParameterName" for p in w.findall("property"))}
+    for widget, widgetClass in SYNCED_BY_HAND.values():
+        assert classes[widget] == widgetClass and widget not in bound
 
 
 def test_each_bound_widget_is_a_kind_slicer_can_connect_to_its_parameter_type(uiTree):
