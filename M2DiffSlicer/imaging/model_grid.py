@@ -8,15 +8,14 @@ scanner's matrix, voxel size or orientation.
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import BadInputError
-
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+from .head_mask import head_mask_image, head_threshold
+from .smoothing import antialias
 
 
 class Orientation(enum.Enum):
@@ -68,11 +67,8 @@ class PreparedInputs:
 def head_centre(pet: sitk.Image) -> tuple[float, float, float]:
     """Physical centre of mass (mm, LPS) of the head: voxels above 10 % of the smoothed 99.5th percentile."""
     smoothed = sitk.SmoothingRecursiveGaussian(sitk.Cast(pet, sitk.sitkFloat32), 4.0)
-    values = sitk.GetArrayViewFromImage(smoothed)
-    threshold = 0.1 * float(np.percentile(values, 99.5))
-    mask = sitk.Cast(smoothed > threshold, sitk.sitkUInt8)
     shape = sitk.LabelShapeStatisticsImageFilter()
-    shape.Execute(mask)
+    shape.Execute(head_mask_image(smoothed))
     if not shape.HasLabel(1):
         raise BadInputError("the PET has no voxels above background: it looks empty")
     return shape.GetCentroid(1)
@@ -105,21 +101,10 @@ def resample_like(
     """
     image = sitk.Cast(image, sitk.sitkFloat32)
     if interpolator != sitk.sitkNearestNeighbor:
-        image = _antialias(image, reference.GetSpacing())
+        image = antialias(image, reference.GetSpacing())
     return sitk.Resample(
         image, reference, transform or sitk.Transform(), interpolator, default, sitk.sitkFloat32
     )
-
-
-def _antialias(image: sitk.Image, target_spacing: tuple[float, ...]) -> sitk.Image:
-    sigmas = [
-        math.sqrt(max(target**2 - source**2, 0.0)) / FWHM_PER_SIGMA
-        for source, target in zip(image.GetSpacing(), target_spacing)
-    ]
-    if max(sigmas) < 0.1 * min(image.GetSpacing()):
-        return image
-    sigmas = [max(s, 1e-3) for s in sigmas]
-    return sitk.SmoothingRecursiveGaussian(image, sigmas)
 
 
 def pet_scale(pet: np.ndarray) -> float:
@@ -131,7 +116,7 @@ def pet_scale(pet: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         raise BadInputError("the PET has no finite voxels")
-    threshold = 0.2 * float(np.percentile(finite, 99.5))
+    threshold = head_threshold(finite, fraction=0.2)
     head = finite[finite > threshold]
     if threshold <= 0 or head.size == 0:
         raise BadInputError("the PET has no positive uptake: it looks empty or constant")
@@ -142,9 +127,9 @@ def t1_scale(t1: np.ndarray) -> float:
     """Robust T1 head intensity: the 99th percentile of voxels above 10 % of the 99.5th percentile."""
     values = np.asarray(t1, dtype=np.float64)
     values = values[np.isfinite(values)]
-    high = float(np.percentile(values, 99.5)) if values.size else 0.0
-    head = values[values > 0.1 * high]
-    if high <= 0 or head.size == 0:
+    threshold = head_threshold(values) if values.size else 0.0
+    head = values[values > threshold]
+    if threshold <= 0 or head.size == 0:
         raise BadInputError("the T1 has no positive intensity: it looks empty")
     return float(np.percentile(head, 99.0))
 

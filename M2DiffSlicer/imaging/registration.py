@@ -13,6 +13,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import BadInputError
+from .head_mask import head_mask, head_mask_image
+from .smoothing import antialias
 
 # progress(iteration, metric_value, level): iteration counts across all levels, level is 0 (coarsest) .. 2.
 ProgressCallback = Callable[[int, float, int], None]
@@ -157,7 +159,7 @@ def _registration_method(fixed: sitk.Image, config: RegistrationConfig) -> sitk.
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(config.sampling_fraction, config.seed)
     # Sample only the head: the PET's empty background carries no information about alignment.
-    method.SetMetricFixedMask(head_mask(fixed))
+    method.SetMetricFixedMask(head_mask_image(fixed))
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(learningRate=config.learning_rate, minStep=config.min_step,
                                                     numberOfIterations=config.iterations_per_level,
@@ -173,22 +175,13 @@ def _registration_method(fixed: sitk.Image, config: RegistrationConfig) -> sitk.
     return method
 
 
-def head_mask(image: sitk.Image, fraction: float = 0.1) -> sitk.Image:
-    """uint8 mask of voxels above `fraction` of the image's 99.5th percentile (the head, for any modality)."""
-    array = sitk.GetArrayViewFromImage(image)
-    threshold = fraction * float(np.percentile(array, 99.5))
-    mask = sitk.GetImageFromArray((array > threshold).astype(np.uint8))
-    mask.CopyInformation(image)
-    return mask
-
-
 def normalized_mutual_information(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform,
                                   bins: int = 32) -> float:
     """(H(F) + H(M)) / H(F, M) over the fixed image's head, with `moving` resampled by `transform` (linear)."""
     moved = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, transform, sitk.sitkLinear, float("nan"),
                                                      sitk.sitkFloat32))
     fixed_array = sitk.GetArrayViewFromImage(fixed)
-    inside = sitk.GetArrayFromImage(head_mask(fixed)).astype(bool) & np.isfinite(moved)
+    inside = head_mask(fixed_array) & np.isfinite(moved)
     if inside.sum() < 100:
         return 1.0
     joint, _, _ = np.histogram2d(fixed_array[inside], moved[inside], bins=bins)
@@ -207,8 +200,7 @@ def _downsampled(image: sitk.Image, spacing_mm: float) -> sitk.Image:
     if spacing.min() >= spacing_mm:
         return image
     target = np.maximum(spacing, spacing_mm)
-    sigma = np.sqrt(np.maximum(target ** 2 - spacing ** 2, 0.0)) / 2.3548
-    smoothed = sitk.SmoothingRecursiveGaussian(image, [float(s) for s in sigma])
+    smoothed = antialias(image, [float(t) for t in target])
     size = [int(np.ceil(n * s / t)) for n, s, t in zip(image.GetSize(), spacing, target)]
     return sitk.Resample(smoothed, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(),
                          [float(t) for t in target], image.GetDirection(), 0.0, sitk.sitkFloat32)

@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import BadInputError, OutOfMemoryError
+from .head_mask import head_mask
 
 MIN_SPACING_MM = 0.3
 MAX_SPACING_MM = 10.0
@@ -183,7 +184,7 @@ def core_brightness(image: sitk.Image, radius_mm: float = 30.0) -> float:
     brightest brain tissue, ~0.8) and dim in FDG PET (grey-matter uptake is ~3-4x white matter, ~0.55).
     """
     array = sitk.GetArrayViewFromImage(image).astype(np.float32)
-    head = array > 0.1 * np.percentile(array, 99.5)
+    head = head_mask(array)
     spacing = np.array(image.GetSpacing()[::-1])
     centre = np.array(np.nonzero(head)).mean(axis=1)
     axes = [(np.arange(n) - c) * s for n, c, s in zip(array.shape, centre, spacing)]
@@ -220,7 +221,7 @@ def check_overlap(pet: sitk.Image, t1: sitk.Image, t1_to_pet: sitk.Transform, mi
     """
     coarse = sitk.Shrink(pet, [max(1, n // 48) for n in pet.GetSize()])
     pet_array = sitk.GetArrayFromImage(coarse)
-    head = pet_array > 0.1 * np.percentile(pet_array, 99.5)
+    head = head_mask(pet_array)
     ones = sitk.Image(t1.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(t1)
     covered = sitk.GetArrayFromImage(sitk.Resample(ones, coarse, t1_to_pet, sitk.sitkNearestNeighbor, 0)) > 0
