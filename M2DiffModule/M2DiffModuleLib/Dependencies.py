@@ -2,7 +2,9 @@
 
 Torch comes from the PyTorch extension (``PyTorchUtils``), which picks the CUDA build matching the driver. The
 version floor is 2.6: older ``torch.load(weights_only=True)`` can still execute code from a crafted checkpoint
-(CVE-2025-32434). Torch is never imported in the Slicer process by this module; only the worker imports it.
+(CVE-2025-32434). This module never imports torch itself (versions come from package metadata, or from the
+worker's Python in a subprocess); ``PyTorchUtils.installTorch``, called only to install, imports the torch it
+has just installed into Slicer's process.
 """
 
 from __future__ import annotations

@@ -174,7 +174,10 @@ class EnhanceJob:
         os.makedirs(self._path("out"))
         VolumeIO.writeVolume(ldPet, self._path("in", "pet.nii.gz"))
         if t1 is not None:
-            VolumeIO.writeVolume(t1, self._path("in", "t1.nii.gz"))
+            # Where the user placed the T1 relative to the PET (their transforms folded in), so the registration
+            # starts from their alignment; the result nodes need the same matrix.
+            self._inputs["t1ToPetFrame"] = VolumeIO.writeVolumeInFrame(t1, ldPet.GetParentTransformNode(),
+                                                                       self._path("in", "t1.nii.gz"), "T1 MRI")
         if roi is not None:
             self._labelNames = VolumeIO.writeRoiLabelmap(roi, ldPet, self._path("in", "roi.nii.gz"))
         settings = self._settings

@@ -33,7 +33,8 @@ def addResultNodesOrRaise(inputs: dict, resultEvent: dict, startEvent: dict, war
     # Read every file before touching the scene.
     enhanced = _readDetachedVolume(outputs["output"])
     uncertainty = _readDetachedVolume(outputs["uncertainty_output"]) if outputs.get("uncertainty_output") else None
-    matrix = VolumeIO.readTransformFromParentRAS(outputs["transform_output"]) \
+    matrix = registrationFromParent(VolumeIO.readTransformFromParentRAS(outputs["transform_output"]),
+                                    inputs.get("t1ToPetFrame")) \
         if t1 is not None and outputs.get("transform_output") else None
     roiJson = None
     # Without a user ROI the engine reports its built-in atlas regions, which are shown too.
@@ -53,6 +54,7 @@ def addResultNodesOrRaise(inputs: dict, resultEvent: dict, startEvent: dict, war
         if uncertainty is not None:
             uncertaintyVolume = _addNode(scene, created, "vtkMRMLScalarVolumeNode",
                                          f"{ldPet.GetName()} uncertainty")
+            uncertaintyVolume.SetAndObserveTransformNodeID(ldPet.GetTransformNodeID())
             _assignVolume(uncertainty, uncertaintyVolume)
             VolumeIO.copyPetQuantity(ldPet, uncertaintyVolume)
             VolumeIO.applyPetDisplay(ldPet, uncertaintyVolume, petColorNodeId(scene), matchWindowLevel=False)
@@ -61,15 +63,19 @@ def addResultNodesOrRaise(inputs: dict, resultEvent: dict, startEvent: dict, war
             transformNode = _addNode(scene, created, "vtkMRMLLinearTransformNode",
                                      f"{t1.GetName()} to {ldPet.GetName()}")
             transformNode.SetMatrixTransformFromParent(matrix)
+            # Between the T1 and its own transform, which stays: the user's alignment is kept and refined.
+            transformNode.SetAndObserveTransformNodeID(t1.GetTransformNodeID())
         tableNode = chartNode = None
         if roiJson is not None:
             tableNode = _addNode(scene, created, "vtkMRMLTableNode", f"{ldPet.GetName()} ROI uptake")
-            RoiTable.fillRoiTable(tableNode, roiJson, petUnitsLabel(ldPet), labelNames)
+            RoiTable.fillRoiTable(tableNode, roiJson, ldPet, labelNames)
             chartNode = RoiTable.createUptakeChart(scene, tableNode, f"{ldPet.GetName()} ROI uptake chart")
             created.extend(_chartSeriesAndChart(chartNode))
         _placeInStudy(scene, ldPet, [node for node in created if not node.IsA("vtkMRMLPlotSeriesNode")])
         # Last: the only change to a node the user supplied, after everything that can fail.
         _assignVolume(enhanced, outputVolume)
+        # The voxels are on the PET's own grid, so they belong under the PET's transform, wherever that is.
+        outputVolume.SetAndObserveTransformNodeID(ldPet.GetTransformNodeID())
         VolumeIO.copyPetQuantity(ldPet, outputVolume)
         VolumeIO.applyPetDisplay(ldPet, outputVolume, petColorNodeId(scene))
     except Exception:
@@ -86,6 +92,24 @@ def addResultNodesOrRaise(inputs: dict, resultEvent: dict, startEvent: dict, war
                          warnings, float(resultEvent.get("elapsed_s", 0.0)))
 
 
+def registrationFromParent(fileFromParent, t1ToPetFrame) -> "vtk.vtkMatrix4x4":
+    """The "from parent" matrix of the T1's new registration transform, which goes between the T1 and its parent.
+
+    The worker registered the T1 as written, i.e. moved into the PET's frame by ``t1ToPetFrame`` (A, the user's
+    transforms relative to the PET's); ``fileFromParent`` (M) maps the PET's frame to that file's. In the T1's
+    parent frame the correction is the same map seen through A: from-parent = A^-1 M A (identity A: just M).
+    """
+    import vtk
+
+    if t1ToPetFrame is None:
+        return fileFromParent
+    fromPetFrame, conjugated, result = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    vtk.vtkMatrix4x4.Invert(t1ToPetFrame, fromPetFrame)
+    vtk.vtkMatrix4x4.Multiply4x4(fileFromParent, t1ToPetFrame, conjugated)
+    vtk.vtkMatrix4x4.Multiply4x4(fromPetFrame, conjugated, result)
+    return result
+
+
 def petColorNodeId(scene) -> str:
     """Slicer's "PET-DICOM" procedural colour node, the DICOM standard PET palette (created by the Colors module at
     start-up). Not "PET-Heat": it is yellow from 40 % of the window up, which on a 0 .. 99.5th-percentile window
@@ -94,12 +118,6 @@ def petColorNodeId(scene) -> str:
     if scene.GetNodeByID(colorNodeId) is None:
         raise RuntimeError(f"Colour node {colorNodeId} is missing: the Colors module has not initialised")
     return colorNodeId
-
-
-def petUnitsLabel(volumeNode) -> str:
-    """Units of the PET voxels for table headers, e.g. ``{SUVbw}g/ml``; empty when the volume has none."""
-    units = volumeNode.GetVoxelValueUnits()
-    return units.GetCodeValue() if units is not None and units.GetCodeValue() else ""
 
 
 def _displayState(volumeNode) -> tuple | None:

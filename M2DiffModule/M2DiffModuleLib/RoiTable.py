@@ -25,13 +25,27 @@ def _number(value) -> float:
     return float("nan") if value is None else float(value)
 
 
-def fillRoiTable(tableNode, roiJson: dict, petUnits: str, labelNames: dict[int, str]) -> None:
+def petUnitsAndCodes(petVolume) -> tuple[str, dict[str, str]]:
+    """The PET's units as a column label and its DICOM codes as column properties, as Segment Statistics shows a
+    scalar volume's (Modules/Scripted/SegmentStatistics at v5.10.0/v5.12.0: ``units=GetCodeMeaning()`` becomes
+    the unit label; ``DICOM.QuantityCode``/``DICOM.UnitsCode`` hold ``GetAsString()``). E.g. "Standardized Uptake
+    Value body weight", not the UCUM code ``{SUVbw}g/ml``, which stays in the properties (and labels the column
+    when the code has no meaning)."""
+    units, quantity = petVolume.GetVoxelValueUnits(), petVolume.GetVoxelValueQuantity()
+    label = (units.GetCodeMeaning() or units.GetCodeValue()) if units is not None else ""
+    codes = {key: entry.GetAsString() for key, entry in (("DICOM.QuantityCode", quantity), ("DICOM.UnitsCode", units))
+             if entry is not None and entry.GetCodeValue()}
+    return label or "", codes
+
+
+def fillRoiTable(tableNode, roiJson: dict, petVolume, labelNames: dict[int, str]) -> None:
     """Replace the contents of ``tableNode`` with one row per ROI.
 
     Columns: ``Segment`` (string), ``label`` and ``voxels`` (int), ``volume`` (cm3), then mean/std/max/peak/SUVR for
-    the low-dose input and the enhanced output, then the percent changes. ``labelNames`` (label value -> segment
-    name from the user's segmentation) overrides the worker's names.
+    the low-dose input and the enhanced output (in ``petVolume``'s units), then the percent changes. ``labelNames``
+    (label value -> segment name from the user's segmentation) overrides the worker's names.
     """
+    petUnits, petCodes = petUnitsAndCodes(petVolume)
     rows = roiJson["rows"]
     wasModifying = tableNode.StartModify()
     tableNode.RemoveAllColumns()
@@ -55,6 +69,10 @@ def fillRoiTable(tableNode, roiJson: dict, petUnits: str, labelNames: dict[int, 
         tableNode.SetColumnTitle(name, title)
         if unit:
             tableNode.SetColumnUnitLabel(name, unit)
+    for image, _ in IMAGES:
+        for key, _, unitKind in STATISTICS:
+            for propertyName, code in petCodes.items() if unitKind == "pet" else ():
+                tableNode.SetColumnProperty(columnName(image, key), propertyName, code)
     table = tableNode.GetTable()
     for row in rows:
         rowIndex = tableNode.AddEmptyRow()

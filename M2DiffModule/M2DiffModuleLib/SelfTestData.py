@@ -159,7 +159,8 @@ def checkResult(testCase, subject: Subject, result) -> None:
     testCase.assertEqual(table.GetColumnName(0), "Segment")
     testCase.assertEqual([table.GetCellText(row, 0) for row in range(table.GetNumberOfRows())],
                          list(SEGMENT_NAMES.values()))
-    testCase.assertEqual(table.GetColumnUnitLabel(RoiTable.columnName("enhanced", "mean")), "{SUVbw}g/ml")
+    testCase.assertEqual(table.GetColumnUnitLabel(RoiTable.columnName("enhanced", "mean")),
+                         "Standardized Uptake Value body weight")
 
     layoutNode = ldPet.GetScene().GetSingletonNode("vtkMRMLLayoutNode", "vtkMRMLLayoutNode")
     testCase.assertEqual(layoutNode.GetViewArrangement(), ComparisonLayout.COMPARISON_LAYOUT_ID)

@@ -17,6 +17,53 @@ def writeVolume(volumeNode: "slicer.vtkMRMLVolumeNode", path: str) -> None:
         raise OSError(f"Could not write volume '{volumeNode.GetName()}' to {path}")
 
 
+def matrixToFrameOrRaise(node, frameTransformNode, role: str) -> vtk.vtkMatrix4x4:
+    """The matrix from ``node``'s parent frame to the frame under ``frameTransformNode`` (None: the world).
+
+    The worker sees files, not Slicer's transforms: every input must reach it in the PET's own (local) coordinates.
+    Only linear transforms can be folded into a file's geometry, so a non-linear one is refused with what to do.
+    """
+    for transformNode in (node.GetParentTransformNode(), frameTransformNode):
+        if transformNode is not None and not transformNode.IsTransformToWorldLinear():
+            raise ValueError(f"The {role} '{node.GetName()}' or the low-dose PET is under the non-linear transform "
+                             f"'{transformNode.GetName()}'; harden it (Transforms module) or remove it first")
+    matrix = vtk.vtkMatrix4x4()
+    slicer.vtkMRMLTransformNode.GetMatrixTransformBetweenNodes(node.GetParentTransformNode(), frameTransformNode,
+                                                                matrix)
+    return matrix
+
+
+def writeVolumeInFrame(volumeNode, frameTransformNode, path: str, role: str) -> vtk.vtkMatrix4x4:
+    """Write ``volumeNode`` where Slicer shows it, in the coordinates of the frame under ``frameTransformNode`` (the
+    PET's parent transform); return the matrix from the volume's parent frame to that frame. The user's node and
+    its transform stay as they are."""
+    toFrame = matrixToFrameOrRaise(volumeNode, frameTransformNode, role)
+    if _isIdentity(toFrame):
+        writeVolume(volumeNode, path)
+        return toFrame
+    ijkToRas, placed = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASMatrix(ijkToRas)
+    vtk.vtkMatrix4x4.Multiply4x4(toFrame, ijkToRas, placed)
+    columns = [[placed.GetElement(row, column) for row in range(3)] for column in range(3)]
+    for first, second in ((0, 1), (0, 2), (1, 2)):
+        dot = sum(a * b for a, b in zip(columns[first], columns[second]))
+        norms = sum(a * a for a in columns[first]) ** 0.5 * sum(b * b for b in columns[second]) ** 0.5
+        if abs(dot) > 1e-6 * norms:
+            # A file stores spacing and directions only: a sheared grid cannot be written without resampling.
+            raise ValueError(f"The {role} '{volumeNode.GetName()}' is sheared by its transform relative to the "
+                             "low-dose PET; harden the transform (Transforms module) first")
+    # A detached copy sharing the voxels: the user's node is never modified.
+    placedVolume = volumeNode.NewInstance()
+    placedVolume.SetIJKToRASMatrix(placed)
+    placedVolume.SetAndObserveImageData(volumeNode.GetImageData())
+    writeVolume(placedVolume, path)
+    return toFrame
+
+
+def _isIdentity(matrix: vtk.vtkMatrix4x4) -> bool:
+    return all(abs(matrix.GetElement(i, j) - (i == j)) < 1e-12 for i in range(4) for j in range(4))
+
+
 def readVolumeInto(path: str, volumeNode: "slicer.vtkMRMLScalarVolumeNode") -> None:
     """Replace the voxels and geometry of ``volumeNode`` by the image file at ``path``; raise on failure."""
     storageNode = slicer.vtkMRMLVolumeArchetypeStorageNode()
@@ -56,7 +103,8 @@ def writeRoiLabelmap(roiNode, referenceVolume, path: str) -> dict[int, str]:
                 scene.RemoveNode(node)
         return names
     if roiNode.IsA("vtkMRMLLabelMapVolumeNode"):
-        writeVolume(roiNode, path)
+        # (The segmentation export above already resamples into the reference volume's frame.)
+        writeVolumeInFrame(roiNode, referenceVolume.GetParentTransformNode(), path, "ROI labelmap")
         return _labelNamesFromColors(roiNode)
     raise ValueError(f"ROI must be a segmentation or labelmap volume node, got {roiNode.GetClassName()}")
 

@@ -7,7 +7,8 @@ in a long native call. Its "ok" mode writes outputs with known
 values: enhanced = 1.5 x input on the input grid, a fixed rigid transform, and ROI statistics computed from the
 labelmap so tests can compare the table with exact numbers.
 
-    python fake_worker.py --mode ok|fail|internal|crash|slow [--pid-file F] [--ignore-sigterm] [--keep-json F] --job job.json
+    python fake_worker.py --mode ok|fail|internal|crash|slow [--pid-file F] [--ignore-sigterm] [--keep-json F] \
+        --job job.json
 """
 
 import argparse
@@ -69,8 +70,15 @@ def runOk(job: dict, keepJson: str | None) -> None:
             json.dump({"reference_region": "whole ROI", "images": ["input", "enhanced"], "rows": rows}, stream)
         outputs["roi_json"] = job["roi_json"]
     if keepJson:
+        # The geometry of every input file, to check that each reached the worker where Slicer shows it.
+        files = {}
+        for key in ("pet", "t1", "roi"):
+            if job.get(key):
+                image = sitk.ReadImage(job[key])
+                files[key] = {"origin": image.GetOrigin(), "spacing": image.GetSpacing(),
+                              "direction": image.GetDirection()}
         with open(keepJson, "w") as stream:
-            json.dump({"job": job, "rows": rows if job.get("roi") else None}, stream)
+            json.dump({"job": job, "rows": rows if job.get("roi") else None, "files": files}, stream)
     emit(event="warning", message="fake worker: no model was run")
     emit(event="result", outputs=outputs, registration={"metric": -0.5, "iterations": 10}, elapsed_s=0.1)
 

@@ -91,7 +91,12 @@ def test_roi_table_has_segment_statistics_columns_with_the_worker_numbers(subjec
     names = [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())]
     assert names[:4] == ["Segment", "label", "voxels", "volume"]
     assert table.GetTable().GetColumnByName("voxels").GetDataTypeAsString() in ("long", "long long", "idtype")
-    assert table.GetColumnUnitLabel("input.mean") == "{SUVbw}g/ml"
+    # As Segment Statistics: the code's meaning labels the column, the codes themselves are column properties.
+    assert table.GetColumnUnitLabel("input.mean") == "Standardized Uptake Value body weight"
+    assert table.GetColumnProperty("enhanced.peak", "DICOM.UnitsCode") == \
+        "CodeValue:{SUVbw}g/ml|CodingSchemeDesignator:UCUM|CodeMeaning:Standardized Uptake Value body weight"
+    assert table.GetColumnProperty("input.mean", "DICOM.QuantityCode").startswith("CodeValue:126400|")
+    assert table.GetColumnProperty("volume", "DICOM.UnitsCode") == ""
     assert table.GetColumnUnitLabel("change.mean") == "%"
     assert table.GetColumnTitle("enhanced.suvr") == "Enhanced suvr"
     rows = kept["rows"]
@@ -332,3 +337,17 @@ def test_worker_start_facts_are_stated_plainly_including_cpu_fallback(start, req
     text = describeWorker({"torch": "2.13.0", "cuda_build": "12.4", "memory_gb": 8, **start}, requested)
     assert expected in text
     assert ("Running on the CPU because" in text) == (start["device"] == "cpu")
+
+
+@pytest.mark.parametrize("code,meaning,label", [("{SUVbw}g/ml", "Standardized Uptake Value body weight",
+                                                 "Standardized Uptake Value body weight"),
+                                                ("Bq/ml", "", "Bq/ml"), (None, None, "")])
+def test_pet_units_label_is_the_code_meaning_or_else_the_code(scene, code, meaning, label):
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "PET")
+    if code is not None:
+        units = slicer.vtkCodedEntry()
+        units.SetValueSchemeMeaning(code, "UCUM", meaning)
+        volume.SetVoxelValueUnits(units)
+    unitsLabel, codes = RoiTable.petUnitsAndCodes(volume)
+    assert unitsLabel == label
+    assert list(codes) == ([] if code is None else ["DICOM.UnitsCode"])
