@@ -27,7 +27,16 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
         raise BadInputError(f"cannot read {path} as an image: {_first_line(error)}") from error
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
+def is_dicom_series_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder in which GDCM finds at least one DICOM series."""
+    return Path(path).is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+
+
+def dicom_series_files(folder: str | os.PathLike) -> list[str]:
+    """The files of the one DICOM series in `folder`, in GDCM's slice order (the order read_image stacks them).
+
+    Raises BadInputError when the folder holds no series or more than one.
+    """
     series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series_ids:
         raise BadInputError(f"no DICOM series found in folder {folder}")
@@ -35,8 +44,12 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
         raise BadInputError(
             f"folder {folder} holds {len(series_ids)} DICOM series ({', '.join(series_ids)}); give one series' folder"
         )
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0]))
+    reader.SetFileNames(dicom_series_files(folder))
     try:
         return reader.Execute()
     except RuntimeError as error:
