@@ -121,7 +121,8 @@ def test_good_panel_input_has_no_problem(subject):
 
 
 def test_reload_reads_the_lib_modules_again():
-    # As slicer.util.reloadScriptedModule does: execute M2DiffModule.py again from its file.
+    # As slicer.util.reloadScriptedModule does at v5.10.0 and v5.12.0 (Base/Python/slicer/util.py): put a new module
+    # object in sys.modules and execute M2DiffModule.py into it.
     import M2DiffModuleLib.ComparisonLayout as cached
 
     saved = {name: module for name, module in sys.modules.items() if name.startswith("M2DiffModule")}
@@ -140,3 +141,13 @@ def test_reload_reads_the_lib_modules_again():
         for name in [name for name in sys.modules if name.startswith("M2DiffModule")]:
             del sys.modules[name]
         sys.modules.update(saved)
+
+
+def test_minimum_version_is_stated_alike_in_readme_extension_metadata_and_module():
+    from conftest import REPO
+
+    minimum = ".".join(str(part) for part in M2DiffModule.MINIMUM_SLICER_VERSION)
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as stream:
+        assert f"**Supported Slicer versions: {minimum} and newer**" in stream.read()
+    with open(os.path.join(REPO, "CMakeLists.txt"), encoding="utf-8") as stream:
+        assert f"Requires 3D Slicer {minimum} or newer." in stream.read()
