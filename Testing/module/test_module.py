@@ -1,7 +1,6 @@
 """Module metadata, parameter node, sample data registration and dependency checks."""
 
 import json
-import pathlib
 
 import pytest
 import slicer
