@@ -1,8 +1,9 @@
 """Stand-ins for the parts of 3D Slicer that slicer-core lacks (Qt, the application, module registry).
 
 ``install()`` builds a real MRML scene with the application's logics (``app.SlicerCore``) and registers, on the
-real ``slicer`` package: ``slicer.mrmlScene``, ``slicer.app`` (connect/applicationLogic/commandOptions only),
-``slicer.modules`` (module logics and paths) and ``slicer.i18n``. ``slicer.ScriptedLoadableModule`` and
+real ``slicer`` package: ``slicer.mrmlScene``, ``slicer.app`` (signal connections, application logic, command
+options, version numbers, documentation URLs; no Qt), ``slicer.modules`` (module logics and paths) and
+``slicer.i18n`` (identity translation). ``slicer.ScriptedLoadableModule`` and
 ``slicer.parameterNodeWrapper`` are Slicer's own files, vendored unmodified from a release tag
 (``slicer_source/README.md``); ``SampleData`` is Slicer's SampleData.py of the same tag. ``qt`` and ``ctk`` imports
 succeed and their class names can be subclassed or named in annotations (Slicer's files do both at import), but
