@@ -15,6 +15,7 @@ import vtk
 
 import fake_worker
 from conftest import sceneSnapshot
+from process_tree import processAlive, runningInGroup
 from M2DiffModule import M2DiffModuleLogic
 from M2DiffModuleLib import ComparisonLayout, RoiTable, SelfTestData
 from M2DiffModuleLib.EnhanceLogic import CancelledError, Device, EnhanceSettings, WorkerError, describeWorker
@@ -219,16 +220,6 @@ def tickUntil(timer, condition, timeoutS: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def processAlive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) no longer runs.
-    with open(f"/proc/{pid}/stat") as stream:
-        return stream.read().split(")")[-1].split()[0] != "Z"
-
-
 @pytest.fixture
 def killLeftovers():
     """``killLeftovers(pids)``: processes the test started are killed at teardown even when the code under test
@@ -285,10 +276,33 @@ def test_cancel_through_a_launcher_ends_every_process_within_5_s_and_the_gui_nev
     endedS = time.monotonic() - cancelStart
     alive = [name for name, pid in pids.items() if processAlive(pid)]
     assert not alive and endedS < 5.0, f"still running {endedS:.1f} s after Cancel: {alive}"
+    assert runningInGroup(pids["launcher"]) == []
     assert slowestTickS < 0.5
     assert len(finished) == 1 and isinstance(finished[0], CancelledError)
     assert not os.path.exists(job.tempDir)
     assert sceneSnapshot(slicer.mrmlScene) == before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="checks process liveness through /proc (Linux)")
+def test_forced_cancel_when_slicer_closes_kills_the_tree_at_once_and_removes_the_job_files(
+        subject, fakeWorker, manualTimer, tmp_path, killLeftovers):
+    pidFile = tmp_path / "pids.json"
+    command = [sys.executable, FAKE_LAUNCHER, "--ignore-sigterm",
+               *fakeWorker("slow", "--pid-file", str(pidFile), "--ignore-sigterm")]
+    logic = M2DiffModuleLogic(workerCommand=command, timerFactory=lambda: manualTimer)
+    job = logic.process(subject.ldPet, subject.t1, waitForCompletion=False)
+    tickUntil(manualTimer, pidFile.exists)
+    launcher = job.process.pid
+    killLeftovers([launcher, *json.loads(pidFile.read_text()).values()])
+
+    job.cancel(force=True)
+
+    # No timer tick: nothing will poll the job once the module is gone.
+    deadline = time.monotonic() + 2.0
+    while runningInGroup(launcher) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runningInGroup(launcher) == []
+    assert not os.path.exists(job.tempDir)
 
 
 def test_a_second_cancel_click_does_not_signal_again(subject, fakeWorker, manualTimer, tmp_path, monkeypatch):

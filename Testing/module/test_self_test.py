@@ -5,13 +5,17 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import unittest
 from types import SimpleNamespace
 
 import pytest
 
 import M2DiffModule
+from conftest import sceneSnapshot
 from M2DiffModuleLib import Dependencies, ProcessRunner, SelfTestData
+from M2DiffModuleLib.EnhanceLogic import CancelledError, Device, EnhanceLogic, Orientations
+from process_tree import runningInGroup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -33,6 +37,38 @@ def putPythonSlicerOnPath(monkeypatch, folder, script: str) -> None:
 
 def test_module_self_test_enhances_a_small_subject_end_to_end(scene):
     M2DiffModule.M2DiffModuleTest().runTest()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="checks process liveness through /proc (Linux)")
+def test_cancel_of_the_real_worker_through_a_launcher_ends_its_tree_within_5_s(subject, manualTimer):
+    # PythonSlicer as Slicer has it: a launcher process that starts the interpreter as a child and forwards no signal.
+    command = [sys.executable, os.path.join(HERE, "fake_launcher.py"), "--ignore-sigterm",
+               *EnhanceLogic().workerCommand()]
+    before = sceneSnapshot(subject.ldPet.GetScene())
+    logic = M2DiffModule.M2DiffModuleLogic(workerCommand=command, timerFactory=lambda: manualTimer)
+    job = logic.process(subject.ldPet, subject.t1, subject.roi, steps=1, orientations=Orientations.AXIAL,
+                        device=Device.CPU, weights=SelfTestData.tinyModel(subject.folder), waitForCompletion=False)
+    progress, finished = [], []
+    job.progress.connect(lambda fraction, message: progress.append(message))
+    job.finished.connect(lambda result, error: finished.append(error))
+    deadline = time.monotonic() + 120
+    while not progress and not finished and time.monotonic() < deadline:
+        manualTimer.tick()
+        time.sleep(0.01)
+    assert progress and not finished, "the worker sent no progress before it ended"
+    launcher = job.process.pid
+    assert len(runningInGroup(launcher)) >= 2  # the launcher and the worker
+
+    cancelStart = time.monotonic()
+    job.cancel()
+    while not finished and time.monotonic() - cancelStart < 10:
+        manualTimer.tick()
+        time.sleep(0.01)
+
+    assert time.monotonic() - cancelStart < 5.0 and runningInGroup(launcher) == []
+    assert len(finished) == 1 and isinstance(finished[0], CancelledError)
+    assert not os.path.exists(job.tempDir)
+    assert sceneSnapshot(subject.ldPet.GetScene()) == before
 
 
 def test_self_test_in_a_fresh_slicer_without_torch_skips_and_says_what_to_do(scene, tmp_path, monkeypatch):
