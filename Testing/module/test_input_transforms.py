@@ -167,3 +167,21 @@ def test_t1_under_a_transform_that_a_file_cannot_hold_is_refused_and_the_scene_i
         logic.process(subject.ldPet, subject.t1)
     assert sceneSnapshot(slicer.mrmlScene) == before
     assert subject.t1.GetParentTransformNode() is transform
+
+
+def test_segmentation_roi_under_its_own_transform_is_exported_where_slicer_shows_it(subject, tmp_path):
+    from M2DiffModuleLib import VolumeIO
+
+    def centroidsLps(path) -> dict:
+        statistics = sitk.LabelShapeStatisticsImageFilter()
+        statistics.Execute(sitk.ReadImage(path))
+        return {label: np.array(statistics.GetCentroid(label)) for label in statistics.GetLabels()}
+
+    VolumeIO.writeRoiLabelmap(subject.roi, subject.ldPet, str(tmp_path / "before.nii.gz"))
+    # One PET voxel (3 mm) to the right: Slicer's export resamples the segments into the PET's frame.
+    subject.roi.SetAndObserveTransformNodeID(addTransform("shift", 0.0, (0, 0, 1), (3.0, 0.0, 0.0)).GetID())
+    VolumeIO.writeRoiLabelmap(subject.roi, subject.ldPet, str(tmp_path / "after.nii.gz"))
+    before, after = centroidsLps(tmp_path / "before.nii.gz"), centroidsLps(tmp_path / "after.nii.gz")
+    assert sorted(before) == sorted(after) == [1, 2]
+    for label in before:
+        np.testing.assert_allclose(after[label] - before[label], [-3.0, 0.0, 0.0], atol=1e-6)  # LPS: -x is right
