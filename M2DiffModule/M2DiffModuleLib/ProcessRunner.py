@@ -93,13 +93,18 @@ def signalProcessTree(process: subprocess.Popen, force: bool) -> None:
         pass  # every process of the group has already ended
 
 
+# Time a cancelled worker gets to stop between steps and delete its partial outputs before SIGKILL: the engine worker
+# stopped in 0.7 s on a loaded CPU mid-registration; the whole tree must be gone within 5 s of Cancel.
+KILL_GRACE_S = 3.0
+
+
 class WorkerProcess:
     """One worker run: start, poll events, wait or cancel.
 
     ``onEvent(dict)`` is called on the polling thread for each JSON event (non-JSON lines arrive as
     ``{"event": "log", "message": line}``); ``onFinished(exitCode, stderrText)`` once, after the last event.
     Nothing here blocks on the process except ``wait()``: ``cancel()`` only signals, and ``poll()`` (driven by the
-    GUI's timer) forces the tree down once ``killGraceS`` has passed and reports the end.
+    GUI's timer) forces the tree down once ``KILL_GRACE_S`` has passed and reports the end.
     """
 
     def __init__(
@@ -108,13 +113,11 @@ class WorkerProcess:
         onEvent: Callable[[dict], None],
         onFinished: Callable[[int, str], None],
         env: dict | None = None,
-        killGraceS: float = 3.0,
     ) -> None:
         self.command = list(command)
         self._onEvent = onEvent
         self._onFinished = onFinished
         self._env = env
-        self._killGraceS = killGraceS
         self._killDeadline: float | None = None
         self._queue: queue.Queue = queue.Queue()
         self._process: subprocess.Popen | None = None
@@ -211,4 +214,4 @@ class WorkerProcess:
             return
         self.cancelled = True
         signalProcessTree(self._process, force=force)
-        self._killDeadline = None if force else time.monotonic() + self._killGraceS
+        self._killDeadline = None if force else time.monotonic() + KILL_GRACE_S
