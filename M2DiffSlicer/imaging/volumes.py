@@ -5,16 +5,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import SimpleITK as sitk
+from nibabel.filebasedimages import ImageFileError
+from nibabel.openers import ImageOpener
+from nibabel.spatialimages import HeaderDataError
 
 from ..atomic import atomic_path
 from ..errors import BadInputError
+
+# ITK's NIfTI reader turns NaN/Inf voxels into 0, so these files are checked on disk with nibabel.
+NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz")
+NIFTI_CHECK_CHUNK_VOXELS = 1 << 22  # 16 MiB of float32 at a time: the check never holds a second volume
 
 
 def read_image(path: str | os.PathLike) -> sitk.Image:
     """Read a volume file (any format SimpleITK reads) or a folder holding one DICOM series.
 
-    Raises BadInputError for a missing path, an unreadable file or a folder with no single DICOM series.
+    Raises BadInputError for a missing path, an unreadable file, a folder with no single DICOM series, or a NIfTI
+    file with NaN/Inf voxels (other formats keep them, and `validation.check_values` reports them).
     """
     path = Path(path)
     if not path.exists():
@@ -22,9 +32,40 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
     if path.is_dir():
         return _read_dicom_series(path)
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise BadInputError(f"cannot read {path} as an image: {_first_line(error)}") from error
+    if path.name.lower().endswith(NIFTI_SUFFIXES):
+        nonfinite = count_nonfinite_nifti(path)
+        if nonfinite:
+            raise BadInputError(f"{path}: has {nonfinite} NaN/Inf voxels; fix or mask them before enhancing")
+    return image
+
+
+def count_nonfinite_nifti(path: str | os.PathLike) -> int:
+    """Number of NaN/Inf voxels stored in a NIfTI (or Analyze) file, read from disk in chunks with nibabel.
+
+    The stored values are checked before scaling: a finite scl_slope/scl_inter keeps finite values finite.
+    """
+    try:
+        image = nib.load(str(path))
+    except (ImageFileError, HeaderDataError) as error:
+        raise BadInputError(f"cannot read {path} as NIfTI to check for NaN/Inf voxels: {error}") from error
+    dtype = image.get_data_dtype()
+    if dtype.kind not in "fc":  # integer voxels cannot be NaN/Inf
+        return 0
+    proxy = image.dataobj
+    remaining, nonfinite = int(np.prod(proxy.shape)), 0
+    with ImageOpener(proxy.file_like) as stream:
+        stream.seek(proxy.offset)
+        while remaining:
+            count = min(remaining, NIFTI_CHECK_CHUNK_VOXELS)
+            chunk = np.frombuffer(stream.read(count * dtype.itemsize), dtype=dtype)
+            if chunk.size != count:
+                raise BadInputError(f"{path}: the file ends before its last voxel (truncated?)")
+            nonfinite += count - int(np.count_nonzero(np.isfinite(chunk)))
+            remaining -= count
+    return nonfinite
 
 
 def is_dicom_series_folder(path: str | os.PathLike) -> bool:

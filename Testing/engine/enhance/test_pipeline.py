@@ -140,7 +140,8 @@ def _bad_pet_empty(subject, folder):
 def _bad_pet_nan(subject, folder):
     array = sitk.GetArrayFromImage(_pet(subject))
     array[20, 20, 20] = np.nan
-    return {"pet": _write(_from_array(array, _pet(subject)), folder / "nan.nrrd")}  # the NIfTI writer turns NaN into 0
+    # NRRD keeps the NaN for the value check; NIfTI NaN (zeroed by ITK's reader) is caught by read_image itself.
+    return {"pet": _write(_from_array(array, _pet(subject)), folder / "nan.nrrd")}
 
 
 def _bad_pet_absurd_spacing(subject, folder):
