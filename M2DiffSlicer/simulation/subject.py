@@ -1,7 +1,8 @@
 """One simulated subject end to end (anatomy -> activity -> PET physics -> OSEM) and the subject-folder writer.
 
 Seeds: training subjects use seeds 1000+, held-out test subjects 9000+, the committed sample subject seed 7.
-The folder format is the contract of docs/DEVELOPING.md "Subject folders".
+The folder format is the contract of docs/DEVELOPING.md "Subject folders". A DomainConfig (domain.py) draws each
+subject's own scanner, dose, field of view and T1 from ranges; the default (FIXED) is today's one configuration.
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from scipy import ndimage
 
 from . import activity as act
 from . import anatomy as ana
-from .projector import Geometry, Projector
-from .reconstruction import osem, post_filter
+from . import mri
+from .acquisition import acquire_and_reconstruct, ld_name, recon_grid, sinogram_bins
+from .atrophy import AtrophyConfig, atrophied, draw_atrophy
+from .body import BodyConfig, body_fraction
+from .domain import FIXED, DomainConfig, draw_subject_config
 
 BONE_MU, TISSUE_MU = 0.0151, 0.0096  # 511 keV linear attenuation, 1/mm
+ATROPHY_STREAM = 2  # child stream of the atrophy draw: np.random.default_rng((seed, ATROPHY_STREAM))
 
 
 @dataclass(frozen=True)
@@ -32,10 +37,11 @@ class SimulationConfig:
     pet_spacing: tuple[float, float, float] = (2.0, 2.0, 2.0)
     pet_centre_mni: tuple[float, float, float] = (0.0, 18.0, 15.0)  # LPS mm of the PET FOV centre before misalignment
     views: int = 128
-    bins: int = 128
+    bins: int | None = 128                # radial bins; None: sinogram_bins() of the reconstruction grid
     subsets: int = 16
     iterations: int = 4
-    psf_fwhm_mm: float = 4.5
+    psf_fwhm_mm: float = 4.5              # scanner PSF FWHM in-plane
+    psf_axial_fwhm_mm: float | None = None  # axial PSF FWHM; None: the in-plane value
     post_filter_mm: float = 4.0
     # Direct-plane counts. DATA.md's 2-5e8 gave LD100 ~15 dB here (SD vs noise-free ~35 dB); 6x more restores its
     # measured difficulty (LD100 ~23 dB, SD ~41 dB): a 2D-only model lacks the oblique LORs of a 3D scanner.
@@ -43,15 +49,22 @@ class SimulationConfig:
     scatter_fraction: float = 0.30        # scatter / (trues + scatter)
     randoms_fraction: float = 0.15        # randoms / prompts
     efficiency_sd: float = 0.05           # per-LOR detector efficiency spread
+    mu_error: float = 0.0                 # relative error of the mu map the reconstruction corrects with
+    mu_shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)  # shift (x, y, z) of that mu map
+    recon_min_pixel_mm: float = 2.0       # finer PET grids are reconstructed at this pixel and resampled
     misalign_deg: float = 5.0
     misalign_mm: float = 6.0
-    drfs: tuple[int, ...] = (20, 100)
+    tilt_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # head pitch, roll, yaw in the PET (Euler x, y, z)
+    drfs: tuple[float, ...] = (20, 100)   # 1 = an independent full-dose replicate
     group: str | None = None              # CN / MCI / AD, or None to draw (40/30/30 %)
     severity: float | None = None         # hypometabolism severity, or None to draw from the group's range
     noise_free: bool = False              # also reconstruct the expected sinogram (for benchmarks/tests)
     warp: ana.WarpConfig = field(default_factory=ana.WarpConfig)
-    t1: ana.T1Config = field(default_factory=ana.T1Config)
     activity: act.ActivityConfig = field(default_factory=act.ActivityConfig)
+    t1: mri.T1Config = field(default_factory=mri.T1Config)
+    body: BodyConfig | None = None        # neck/shoulder block below the head; None: the head alone (today)
+    atrophy: AtrophyConfig | None = None  # age/disease atrophy ranges; None: the template's brain (today)
+    held_out: str | None = None           # name of a held-out TEST configuration (domain.py); never train on it
 
     def __post_init__(self):
         if self.group is not None and self.group not in {g.value for g in act.Group}:
@@ -62,6 +75,12 @@ class SimulationConfig:
             raise ValueError(f"drfs={self.drfs} must be >= 1")
         if self.views % self.subsets:
             raise ValueError(f"subsets={self.subsets} must divide views={self.views}")
+        if min(self.psf_fwhm_mm, self.psf_axial_fwhm_mm or 1.0) <= 0 or self.post_filter_mm < 0:
+            raise ValueError(f"psf_fwhm_mm={self.psf_fwhm_mm}, psf_axial_fwhm_mm={self.psf_axial_fwhm_mm} must be "
+                             f"> 0 and post_filter_mm={self.post_filter_mm} >= 0")
+        if not (0 <= self.scatter_fraction < 1 and 0 <= self.randoms_fraction < 1 and self.iterations >= 1):
+            raise ValueError(f"scatter_fraction={self.scatter_fraction} and randoms_fraction="
+                             f"{self.randoms_fraction} must be in [0, 1), iterations={self.iterations} >= 1")
 
     @classmethod
     def reduced(cls, **overrides) -> "SimulationConfig":
@@ -90,32 +109,42 @@ class Subject:
     meta: dict
 
 
-def simulate_subject(seed: int, config: SimulationConfig = SimulationConfig()) -> Subject:
-    """Simulate one subject from `seed` (same seed and config -> identical arrays)."""
+def simulate_subject(seed: int, config: SimulationConfig = SimulationConfig(),
+                     domain: DomainConfig = FIXED) -> Subject:
+    """Simulate one subject from `seed` (same seed, config and domain -> identical arrays).
+
+    domain: the ranges this subject's own configuration is drawn from (FIXED: `config` as it is).
+    """
+    config, drawn = draw_subject_config(seed, domain, config)
     rng = np.random.default_rng(seed)
     group = act.Group(config.group) if config.group else act.Group(rng.choice(["CN", "MCI", "AD"], p=[.4, .3, .3]))
     severity = float(rng.uniform(*act.SEVERITY[group]))
     severity = severity if config.severity is None else float(config.severity)
 
     anatomy = ana.random_warp(ana.load_template(config.anatomy_mm), rng, config.warp)
-    t1 = ana.t1_appearance(anatomy, rng, config.t1)
+    anatomy_info = {}
+    if config.atrophy is not None:
+        anatomy_info = draw_atrophy(np.random.default_rng((seed, ATROPHY_STREAM)), group, config.atrophy)
+        anatomy = atrophied(anatomy, anatomy_info["atrophy"], config.atrophy)
+    t1 = mri.t1_image(anatomy, rng, config.t1, config.body)
     suvr = act.target_suvr(rng, group, severity, config.activity)
     activity, activity_info = act.activity_map(anatomy, suvr, rng, config.activity)
 
     pet_grid, transform = _pet_frame(config, rng)
-    source_index = anatomy.grid.to_index(_apply_transform(transform, pet_grid.points()))
-    # Pre-filter by a PET voxel's box width (sigma = width / sqrt(12)) before point sampling: partial volume.
-    box = [p / np.sqrt(12.0) / config.anatomy_mm for p in config.pet_spacing[::-1]]
-    truth = ndimage.map_coordinates(ndimage.gaussian_filter(activity, box), source_index, order=1)
-    head_fraction = ndimage.map_coordinates(anatomy.head, source_index, order=1)
-    bone = ndimage.map_coordinates(anatomy.bone, source_index, order=1)
-    mu = head_fraction * TISSUE_MU + bone * (BONE_MU - TISSUE_MU)
-    roi_pet = ndimage.map_coordinates(_reported(anatomy.regions), source_index, order=0)
-    brain_pet = ndimage.map_coordinates(anatomy.brain, source_index, order=1) >= 0.5
-
-    pets, counts_info = _acquire_and_reconstruct(truth, mu, pet_grid, config, rng)
+    body_bq_ml = 0.0 if config.body is None else \
+        config.body.uptake * config.activity.wm_bq_ml * activity_info["global_scale"]
+    phantom = _phantom(anatomy, activity, pet_grid, transform, config.body, body_bq_ml)
+    native = recon_grid(pet_grid, config.recon_min_pixel_mm)
+    if config.bins is None:
+        config = dataclasses.replace(config, bins=sinogram_bins(native.size[0]))
+    on_native = phantom if native == pet_grid else _phantom(anatomy, activity, native, transform, config.body,
+                                                            body_bq_ml)
+    pets, counts_info = acquire_and_reconstruct(on_native["truth"], on_native["mu"], native, config, rng)
+    if native != pet_grid:
+        pets = {name: ana.resample_to_grid(image, native, pet_grid) for name, image in pets.items()}
 
     names = act.region_names()
+    truth, roi_pet = phantom["truth"], phantom["roi"]
     suvr_of = {name: _regional_suvr(image, roi_pet, names) for name, image in [("truth", truth), *pets.items()]}
     meta = {
         "seed": seed, "group": group.value, "severity": severity,
@@ -124,12 +153,49 @@ def simulate_subject(seed: int, config: SimulationConfig = SimulationConfig()) -
         "regional_suvr": suvr_of, "reference_region": "pons",
         "labels": {str(k): v for k, v in names.items()},
         "units": "Bq/ml", "config": _jsonable(dataclasses.asdict(config)),
+        "drfs": {ld_name(drf): drf for drf in config.drfs},
+        "domain": {"name": domain.name, "drawn": _jsonable(drawn)}, "anatomy": anatomy_info,
+        "held_out": config.held_out,
     }
-    return Subject(seed=seed, t1=t1, t1_brain=(t1 * (anatomy.brain > 0.5)).astype(np.float32),
-                   roi_t1=_reported(anatomy.regions).astype(np.uint8), t1_grid=anatomy.grid, pets=pets,
+    return Subject(seed=seed, t1=t1.t1, t1_brain=(t1.t1 * (t1.brain > 0.5)).astype(np.float32),
+                   roi_t1=_reported(t1.regions).astype(np.uint8), t1_grid=t1.grid, pets=pets,
                    truth=truth.astype(np.float32), roi_pet=roi_pet.astype(np.uint8),
-                   brain_pet=brain_pet, pet_grid=pet_grid,
+                   brain_pet=phantom["brain"], pet_grid=pet_grid,
                    transform=transform, meta=meta)
+
+
+def _phantom(anatomy: ana.Anatomy, activity: np.ndarray, grid: ana.Grid, transform: dict,
+             body: BodyConfig | None, body_bq_ml: float) -> dict[str, np.ndarray]:
+    """The subject seen on a PET `grid`: truth (Bq/ml), mu (1/mm), reported regions and the brain mask [Z, Y, X].
+
+    Activity is pre-filtered by the voxel's box width (sigma = width / sqrt(12)) before point sampling (partial
+    volume). With a body, the neck/shoulder block is added and everything outside the scanner's cylindrical
+    field of view is cut (activity there would reach sinogram bins the image cannot explain).
+    """
+    template_points = _apply_transform(transform, grid.points())
+    source_index = anatomy.grid.to_index(template_points)
+    box = [p / np.sqrt(12.0) / anatomy.grid.spacing[0] for p in grid.spacing[::-1]]
+    truth = ndimage.map_coordinates(ndimage.gaussian_filter(activity, box), source_index, order=1)
+    head_fraction = ndimage.map_coordinates(anatomy.head, source_index, order=1)
+    bone = ndimage.map_coordinates(anatomy.bone, source_index, order=1)
+    mu = head_fraction * TISSUE_MU + bone * (BONE_MU - TISSUE_MU)
+    if body is not None:
+        top = anatomy.grid.origin[2] - anatomy.grid.spacing[2] / 2.0
+        block = body_fraction(template_points, top, body) * (1.0 - head_fraction)
+        inside = _cylinder(grid)[None]
+        truth = (truth + body_bq_ml * block) * inside
+        mu = (mu + TISSUE_MU * block) * inside
+    return {"truth": truth, "mu": mu,
+            "roi": ndimage.map_coordinates(_reported(anatomy.regions), source_index, order=0),
+            "brain": ndimage.map_coordinates(anatomy.brain, source_index, order=1) >= 0.5}
+
+
+def _cylinder(grid: ana.Grid) -> np.ndarray:
+    """[Y, X] bool: the largest centred circle of the in-plane field of view."""
+    yy, xx = np.mgrid[: grid.size[1], : grid.size[0]]
+    radius = np.hypot((xx - (grid.size[0] - 1) / 2.0) * grid.spacing[0], (yy - (grid.size[1] - 1) / 2.0)
+                      * grid.spacing[1])
+    return radius <= min(grid.size[0] * grid.spacing[0], grid.size[1] * grid.spacing[1]) / 2.0
 
 
 def _reported(regions: np.ndarray) -> np.ndarray:
@@ -138,7 +204,10 @@ def _reported(regions: np.ndarray) -> np.ndarray:
 
 
 def _pet_frame(config: SimulationConfig, rng: np.random.Generator) -> tuple[ana.Grid, dict]:
-    """The scanner grid and a random rigid PET->T1 transform (ITK resampling convention), as Euler3D parameters."""
+    """The scanner grid and a random rigid PET->T1 transform (ITK resampling convention), as Euler3D parameters.
+
+    The head's tilt in the PET (config.tilt_deg) adds to the random misalignment's angles.
+    """
     import SimpleITK as sitk
 
     centre = np.asarray(config.pet_centre_mni, dtype=float)
@@ -147,11 +216,12 @@ def _pet_frame(config: SimulationConfig, rng: np.random.Generator) -> tuple[ana.
     origin = centre - spacing * (size - 1) / 2.0
     grid = ana.Grid(size=tuple(int(n) for n in size), spacing=tuple(float(s) for s in spacing),
                     origin=tuple(float(o) for o in origin))
-    angles = np.deg2rad(rng.uniform(-config.misalign_deg, config.misalign_deg, 3))
+    angles = np.deg2rad(rng.uniform(-config.misalign_deg, config.misalign_deg, 3)) + np.deg2rad(config.tilt_deg)
     translation = rng.uniform(-config.misalign_mm, config.misalign_mm, 3)
     euler = sitk.Euler3DTransform(tuple(centre), *angles, tuple(translation))
     transform = {"type": "Euler3DTransform", "center": list(map(float, centre)),
                  "angles_rad": list(map(float, angles)), "translation_mm": list(map(float, translation)),
+                 "tilt_deg": list(map(float, config.tilt_deg)),
                  "matrix": list(map(float, euler.GetMatrix())), "convention": "maps PET points to T1 points"}
     return grid, transform
 
@@ -171,60 +241,6 @@ def _apply_transform(transform: dict, points: np.ndarray) -> np.ndarray:
     flat = points.reshape(3, -1)
     moved = matrix @ (flat - centre) + centre + np.asarray(transform["translation_mm"])[:, None]
     return moved.reshape(points.shape).astype(np.float32)
-
-
-def _acquire_and_reconstruct(truth: np.ndarray, mu: np.ndarray, grid: ana.Grid, config: SimulationConfig,
-                             rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict]:
-    """PSF, attenuation, efficiencies, scatter, randoms, Poisson counts at SD and each DRF; OSEM + post-filter."""
-    geometry = Geometry(nx=grid.size[0], ny=grid.size[1], pixel_mm=grid.spacing[0], views=config.views,
-                        bins=config.bins, bin_mm=grid.spacing[0] * grid.size[0] / config.bins)
-    projector = _projector(geometry, config.subsets)
-    psf_sigma = [config.psf_fwhm_mm / 2.3548 / s for s in grid.spacing[::-1]]
-    emission = projector.forward(ndimage.gaussian_filter(truth, psf_sigma))
-    attenuation = np.exp(-projector.forward(mu))
-    efficiency = np.exp(config.efficiency_sd * rng.standard_normal(emission.shape[1:]))[None] \
-        * np.exp(0.02 * rng.standard_normal(emission.shape[0]))[:, None, None]
-
-    n_trues = float(rng.uniform(*config.true_counts))
-    trues = efficiency * attenuation * emission
-    kappa = n_trues / float(trues.sum())
-    multiplicative = (kappa * efficiency * attenuation).astype(np.float32)
-    # Scatter: a broad, attenuated blur of the emission along the detector and between planes.
-    scatter_shape = efficiency * ndimage.gaussian_filter(emission * attenuation.mean(), (2.0, 2.0, config.bins / 8))
-    n_scatter = n_trues * config.scatter_fraction / (1 - config.scatter_fraction)
-    scatter = scatter_shape * (n_scatter / float(scatter_shape.sum()))
-    n_randoms = (n_trues + n_scatter) * config.randoms_fraction / (1 - config.randoms_fraction)
-    randoms = np.full(emission.shape, n_randoms / emission.size)
-    additive = (scatter + randoms).astype(np.float32)
-    expected = multiplicative * emission + additive
-
-    yy, xx = np.mgrid[: geometry.ny, : geometry.nx]
-    radius = np.hypot(xx - (geometry.nx - 1) / 2.0, yy - (geometry.ny - 1) / 2.0) * geometry.pixel_mm
-    support = radius <= geometry.bins * geometry.bin_mm / 2.0
-
-    def reconstruct(counts: np.ndarray, dose: float) -> np.ndarray:
-        image = osem(counts, multiplicative * dose, additive * dose, projector, config.iterations, support)
-        return post_filter(image, config.post_filter_mm, grid.spacing)
-
-    pets = {"sd": reconstruct(rng.poisson(expected).astype(np.float32), 1.0)}
-    for drf in config.drfs:
-        pets[f"ld_drf{drf:03d}"] = reconstruct(rng.poisson(expected / drf).astype(np.float32), 1.0 / drf)
-    if config.noise_free:
-        pets["noise_free"] = reconstruct(expected.astype(np.float32), 1.0)
-    info = {"sd_trues": n_trues, "sd_prompts": float(expected.sum()), "scatter": n_scatter, "randoms": n_randoms,
-            "ld_prompts": {str(drf): float(expected.sum() / drf) for drf in config.drfs}}
-    return pets, info
-
-
-_PROJECTORS: dict = {}
-
-
-def _projector(geometry: Geometry, subsets: int) -> Projector:
-    """One projector per geometry and process (building it costs a few tenths of a second)."""
-    key = (geometry, subsets)
-    if key not in _PROJECTORS:
-        _PROJECTORS[key] = Projector(geometry, subsets)
-    return _PROJECTORS[key]
 
 
 def _regional_suvr(image: np.ndarray, labels: np.ndarray, names: dict[int, str]) -> dict[str, float]:
@@ -285,14 +301,17 @@ def subject_folder_name(seed: int) -> str:
     return f"sub-{seed:04d}"
 
 
-def _simulate_and_write(job: tuple[int, SimulationConfig, str]) -> str:
-    seed, config, out = job
-    return str(write_subject(simulate_subject(seed, config), Path(out) / subject_folder_name(seed)))
+def _simulate_and_write(job: tuple[int, SimulationConfig, DomainConfig, str]) -> str:
+    seed, config, domain, out = job
+    return str(write_subject(simulate_subject(seed, config, domain), Path(out) / subject_folder_name(seed)))
 
 
 def simulate_many(out: str | os.PathLike, seeds: list[int], config: SimulationConfig = SimulationConfig(),
-                  workers: int = 2, progress: bool = True) -> list[Path]:
-    """Simulate and write one folder per seed under `out`, on `workers` processes, with a tqdm bar."""
+                  workers: int = 2, progress: bool = True, domain: DomainConfig = FIXED) -> list[Path]:
+    """Simulate and write one folder per seed under `out`, on `workers` processes, with a tqdm bar.
+
+    domain: the ranges each subject's configuration is drawn from (FIXED: every subject uses `config`).
+    """
     from multiprocessing import get_context
 
     from tqdm import tqdm
@@ -300,7 +319,7 @@ def simulate_many(out: str | os.PathLike, seeds: list[int], config: SimulationCo
     if workers < 1:
         raise ValueError(f"workers={workers} must be >= 1")
     Path(out).mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, config, str(out)) for seed in seeds]
+    jobs = [(seed, config, domain, str(out)) for seed in seeds]
     bar = tqdm(total=len(jobs), unit="subject", disable=not progress)
     folders = []
     if workers == 1 or len(jobs) == 1:
