@@ -18,6 +18,7 @@ COMMANDS: tuple[str, ...] = (
     "enhance",
     "demo",
     "roi",
+    "bids",
     "worker",
 )
 

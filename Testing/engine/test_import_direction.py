@@ -9,13 +9,14 @@ ENGINE = Path(__file__).resolve().parents[2] / "M2DiffSlicer"
 GUI_PACKAGES = {"slicer", "qt", "ctk", "vtk", "PythonQt", "vtkmodules", "mrml"}
 # sub-package -> the sub-packages it must never import
 FORBIDDEN = {
-    "model": {"diffusion", "imaging", "training", "enhance", "cli", "simulation"},
-    "diffusion": {"model", "imaging", "training", "enhance", "cli", "simulation"},
-    "imaging": {"model", "diffusion", "training", "enhance", "cli", "simulation"},
-    "training": {"enhance", "cli", "simulation"},
-    "enhance": {"training", "cli", "simulation"},
-    "simulation": {"model", "diffusion", "training", "enhance", "cli"},
-    "": {"model", "diffusion", "imaging", "training", "enhance", "cli", "simulation"},  # errors, options, atomic...
+    "model": {"diffusion", "imaging", "training", "enhance", "cli", "simulation", "bids"},
+    "diffusion": {"model", "imaging", "training", "enhance", "cli", "simulation", "bids"},
+    "imaging": {"model", "diffusion", "training", "enhance", "cli", "simulation", "bids"},
+    "training": {"enhance", "cli", "simulation", "bids"},
+    "enhance": {"training", "cli", "simulation", "bids"},
+    "simulation": {"model", "diffusion", "training", "enhance", "cli", "bids"},
+    "bids": {"training", "cli", "simulation"},  # the BIDS App drives enhance, like the CLI but below it
+    "": {"model", "diffusion", "imaging", "training", "enhance", "cli", "simulation", "bids"},  # errors, atomic...
     "cli": set(),  # the command line drives every part
     "__main__.py": set(),  # `python -m M2DiffSlicer` is the command line
 }
