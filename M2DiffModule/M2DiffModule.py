@@ -109,11 +109,11 @@ class M2DiffEngineSettings:
     and shows as "."), kept in step with the model picker by the Widget.
     """
 
-    steps: Annotated[int, WithinRange(1, 1000)] = 2  # the engine's DEFAULT_SAMPLING_STEPS
-    orientations: Orientations = Orientations.ALL
-    device: Device = Device.AUTO
-    seed: Annotated[int, WithinRange(0, 2147483647)] = 0
-    uncertainty: bool = False
+    steps: Annotated[int, WithinRange(1, 1000)] = EnhanceSettings.steps
+    orientations: Orientations = EnhanceSettings.orientations
+    device: Device = EnhanceSettings.device
+    seed: Annotated[int, WithinRange(0, 2147483647)] = EnhanceSettings.seed
+    uncertainty: bool = EnhanceSettings.uncertainty
     model: str = ""
     modelFile: str = ""
 
@@ -390,9 +390,10 @@ class M2DiffModuleLogic(ScriptedLoadableModuleLogic):
                                               settingsFromParameterNode(parameterNode, self.models()),
                                               waitForCompletion=waitForCompletion)
 
-    def process(self, ldPet, t1=None, roi=None, output=None, steps: int = 2,
-                orientations: Orientations = Orientations.ALL, device: Device = Device.AUTO, seed: int = 0,
-                uncertainty: bool = False, weights: str | None = None, batchSize: int = 16,
+    def process(self, ldPet, t1=None, roi=None, output=None, steps: int = EnhanceSettings.steps,
+                orientations: Orientations = EnhanceSettings.orientations, device: Device = EnhanceSettings.device,
+                seed: int = EnhanceSettings.seed, uncertainty: bool = EnhanceSettings.uncertainty,
+                weights: str | None = EnhanceSettings.weights, batchSize: int = EnhanceSettings.batchSize,
                 waitForCompletion: bool = True, showResult: bool = True):
         """Enhance ``ldPet``; blocking by default, returning an ``EnhanceResult`` or raising ``WorkerError``.
 

@@ -98,7 +98,7 @@ def main() -> None:
     from M2DiffSlicer.model.checkpoint import save_checkpoint
     from M2DiffSlicer.model.config import model_config
     from M2DiffSlicer.model.unet import build_model
-    from M2DiffSlicer.imaging.model_grid import Orientation
+    from M2DiffSlicer.imaging.orientation import Orientation
     from M2DiffSlicer.enhance.slice_inference import sampled_slice_indices
     from M2DiffSlicer.imaging.model_grid import ModelGrid, prepare_inputs
 

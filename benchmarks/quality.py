@@ -33,7 +33,8 @@ import torch
 from M2DiffSlicer.imaging import metrics
 from M2DiffSlicer.model.checkpoint import load_checkpoint
 from filters import gaussian_postfilter, guided_filter
-from M2DiffSlicer.enhance.slice_inference import InferenceOptions, run_inference
+from M2DiffSlicer.enhance.job import InferenceOptions
+from M2DiffSlicer.enhance.slice_inference import run_inference
 from M2DiffSlicer.options import DEFAULT_SAMPLING_STEPS
 from M2DiffSlicer.imaging.model_grid import prepare_inputs, resample_like, restore_output
 from M2DiffSlicer.imaging.registration import register_rigid

@@ -44,7 +44,7 @@ class WorkerError(RuntimeError):
     """The worker failed; ``errorType`` and ``exitCode`` are the worker's, the message is shown to the user and
     ``stderrTail`` (the last lines the worker wrote to stderr) goes into details and bug reports."""
 
-    def __init__(self, message: str, errorType: str = "M2DiffError", exitCode: int = ExitCode.INTERNAL_ERROR,
+    def __init__(self, message: str, errorType: str = "M2DiffError", exitCode: int = ExitCode.INTERNAL,
                  stderrTail: str = "") -> None:
         super().__init__(message)
         self.errorType = errorType
@@ -75,9 +75,10 @@ class Signal:
 
 @dataclasses.dataclass
 class EnhanceSettings:
-    """Engine options of one job (mirrors the job.json keys)."""
+    """Engine options of one job (mirrors the job.json keys). The defaults are the engine's InferenceOptions
+    defaults (Testing/module/test_engine_agreement.py checks them; the module never imports the engine)."""
 
-    steps: int = 2  # the engine's DEFAULT_SAMPLING_STEPS (M2DiffSlicer/options.py)
+    steps: int = 2
     orientations: Orientations = Orientations.ALL
     device: Device = Device.AUTO
     seed: int = 0
@@ -248,7 +249,7 @@ class EnhanceJob:
         try:
             if exitCode == ExitCode.CANCELLED:
                 raise CancelledError()
-            if exitCode != ExitCode.SUCCESS or self._resultEvent is None:
+            if exitCode != ExitCode.OK or self._resultEvent is None:
                 raise self._workerError(exitCode, stderrText)
             self.result = ResultNodes.addResultNodesOrRaise(self._inputs, self._resultEvent, self._startEvent,
                                                             self._warnings, self._labelNames, self._showResult)
@@ -265,7 +266,7 @@ class EnhanceJob:
         if self._errorEvent is not None:
             message = str(self._errorEvent.get("message", ""))
             code = int(self._errorEvent.get("exit_code", exitCode))
-            if code == ExitCode.INTERNAL_ERROR and tail:
+            if code == ExitCode.INTERNAL and tail:
                 # An engine bug rather than a user-fixable problem: the traceback is what a bug report needs.
                 message = f"{message}\n\nWorker log:\n{tail}"
             return WorkerError(message, str(self._errorEvent.get("type", "")), code, tail)

@@ -23,11 +23,11 @@ from typing import Protocol
 class ExitCode(enum.IntEnum):
     """Worker exit codes (docs/DEVELOPING.md, "Errors and worker exit codes")."""
 
-    SUCCESS = 0
-    INTERNAL_ERROR = 1
+    OK = 0
+    INTERNAL = 1
     BAD_INPUT = 2
     OUT_OF_MEMORY = 3
-    MODEL_ERROR = 4
+    MODEL = 4
     CANCELLED = 5
 
 

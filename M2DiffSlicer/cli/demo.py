@@ -5,24 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..options import DEFAULT_SAMPLING_STEPS
+from ..enhance.job import EnhanceJob, InferenceOptions, option_fields
+from ..options import add_dataclass_arguments, dataclass_values
 
 SAMPLE = ("SampleData", "sub-0007")
+JOB_OPTIONS = option_fields(EnhanceJob, ("weights",)) + option_fields(InferenceOptions, ("steps", "device"))
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the `demo` options."""
     parser.add_argument("--out", default="demo_output", help="folder for the outputs (created if missing)")
-    parser.add_argument("--weights", default=None, help="checkpoint path or catalogue id (default: catalogue default)")
-    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="sampling steps K")
-    parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
+    add_dataclass_arguments(parser, EnhanceJob, JOB_OPTIONS[:1])
+    add_dataclass_arguments(parser, InferenceOptions, JOB_OPTIONS[1:])
     parser.add_argument("--mri-free", action="store_true", help="ignore the T1 (MRI-free mode)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the sample through `enhance` and draw the comparison figure."""
     from ..errors import BadInputError
-    from ..enhance.pipeline import EnhanceJob
     from ..resources import resource_path
     from .enhance import run_with_progress
 
@@ -32,10 +32,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t1 = None if args.mri_free else str(sample / "t1.nii.gz")
-    job = EnhanceJob(pet=str(sample / "pet_ld_drf100.nii.gz"), t1=t1, output=str(out / "enhanced.nii.gz"),
-                     weights=args.weights, steps=args.steps, device=args.device,
-                     transform_output=None if t1 is None else str(out / "t1_to_pet.tfm"),
-                     roi_csv=str(out / "roi.csv"), roi_json=str(out / "roi.json"), report=str(out / "report.json"))
+    job = EnhanceJob.from_dict({
+        "pet": str(sample / "pet_ld_drf100.nii.gz"), "t1": t1, "output": str(out / "enhanced.nii.gz"),
+        "transform_output": None if t1 is None else str(out / "t1_to_pet.tfm"), "roi_csv": str(out / "roi.csv"),
+        "roi_json": str(out / "roi.json"), "report": str(out / "report.json"), **dataclass_values(args, JOB_OPTIONS)})
     result = run_with_progress(job)
     figure = out / "comparison.png"
     draw_comparison(sample, out / "enhanced.nii.gz", None if t1 is None else out / "t1_to_pet.tfm", figure)

@@ -5,47 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..options import DEFAULT_SAMPLING_STEPS
-
-ORIENTATIONS = ("axial", "coronal", "sagittal")
+from ..enhance.job import EnhanceJob, InferenceOptions, option_fields
+from ..options import add_dataclass_arguments, dataclass_values
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    """Add the `enhance` options (the EnhanceJob fields, docs/DEVELOPING.md "Worker protocol")."""
-    parser.add_argument("--pet", required=True, help="low-dose PET: NIfTI, NRRD or a DICOM series folder")
-    parser.add_argument("--t1", default=None, help="T1 MRI of the same subject (omit for MRI-free mode)")
-    parser.add_argument("--out", required=True, help="enhanced PET to write (.nii.gz, .nrrd, ...)")
-    parser.add_argument("--weights", default=None, help="checkpoint path or catalogue id (default: catalogue default)")
-    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="sampling steps K (respaced DDIM)")
-    parser.add_argument("--orientations", nargs="+", default=list(ORIENTATIONS), choices=ORIENTATIONS,
-                        help="slice stacks to sample and fuse")
-    parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=16, help="slices per network call")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast of the network")
-    parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the network")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--uncertainty", default=None, metavar="U",
-                        help="also write the per-voxel spread across orientations/decoders here")
-    parser.add_argument("--roi", default=None, help="ROI labelmap (default: the built-in lobar atlas)")
-    parser.add_argument("--roi-out", default=None, metavar="CSV", help="write the ROI table as CSV")
-    parser.add_argument("--roi-json", default=None, help="write the ROI table as JSON")
-    parser.add_argument("--transform", default=None, help="known T1->PET transform (.tfm); skips registration")
-    parser.add_argument("--transform-out", default=None, help="write the T1->PET transform used (.tfm)")
-    parser.add_argument("--report", default=None, metavar="JSON", help="write a JSON report of the run")
+    """Add the `enhance` options: one flag per job.json key (EnhanceJob and InferenceOptions fields)."""
+    add_dataclass_arguments(parser, EnhanceJob, option_fields(EnhanceJob))
+    add_dataclass_arguments(parser, InferenceOptions, option_fields(InferenceOptions))
 
 
-def job_from_args(args: argparse.Namespace):
-    """The EnhanceJob the options describe."""
-    from ..enhance.pipeline import EnhanceJob
-
-    return EnhanceJob(pet=args.pet, t1=args.t1, output=args.out, weights=args.weights, steps=args.steps,
-                      orientations=list(args.orientations), device=args.device, seed=args.seed,
-                      batch_size=args.batch_size, bf16=args.bf16, channels_last=args.channels_last,
-                      threads=args.threads,
-                      uncertainty_output=args.uncertainty, roi=args.roi, roi_csv=args.roi_out,
-                      roi_json=args.roi_json, transform=args.transform, transform_output=args.transform_out,
-                      report=args.report)
+def job_from_args(args: argparse.Namespace) -> EnhanceJob:
+    """The EnhanceJob the options describe (BadInputError naming a bad option)."""
+    return EnhanceJob.from_dict({**dataclass_values(args, option_fields(EnhanceJob)),
+                                 **dataclass_values(args, option_fields(InferenceOptions))})
 
 
 def run_with_progress(job) -> dict:

@@ -19,6 +19,10 @@ from .gaussian_diffusion import (
 )
 
 
+class RespacingError(ValueError):
+    """The asked-for number of sampling steps cannot be taken from the process (too many, or no such stride)."""
+
+
 def space_timesteps(num_timesteps: int, section_counts: str | Sequence[int]) -> set[int]:
     """The original timesteps to keep.
 
@@ -35,14 +39,14 @@ def space_timesteps(num_timesteps: int, section_counts: str | Sequence[int]) -> 
         if text.startswith("trailing"):
             desired = _parse_count(text[len("trailing"):], section_counts)
             if not 1 <= desired <= num_timesteps:
-                raise ValueError(f"section_counts={section_counts!r}: need 1 to {num_timesteps} steps")
+                raise RespacingError(f"section_counts={section_counts!r}: need 1 to {num_timesteps} steps")
             return {round(num_timesteps - k * num_timesteps / desired) - 1 for k in range(desired)}
         if text.startswith("ddim"):
             desired = _parse_count(text[len("ddim"):], section_counts)
             for stride in range(1, num_timesteps + 1):
                 if len(range(0, num_timesteps, stride)) == desired:
                     return set(range(0, num_timesteps, stride))
-            raise ValueError(f"section_counts={section_counts!r}: no integer stride gives exactly {desired} of "
+            raise RespacingError(f"section_counts={section_counts!r}: no integer stride gives exactly {desired} of "
                              f"{num_timesteps} steps")
         counts = [_parse_count(part, section_counts) for part in text.split(",")]
     else:
@@ -56,7 +60,8 @@ def space_timesteps(num_timesteps: int, section_counts: str | Sequence[int]) -> 
     for i, count in enumerate(counts):
         size = size_per + (1 if i < extra else 0)
         if size < count:
-            raise ValueError(f"section_counts={section_counts!r}: cannot take {count} steps from a section of {size}")
+            raise RespacingError(f"section_counts={section_counts!r}: cannot take {count} steps from a section of "
+                                 f"{size}")
         stride = (size - 1) / (count - 1) if count > 1 else 1.0
         kept.extend(start + round(stride * k) for k in range(count))
         start += size

@@ -7,7 +7,6 @@ output.
 
 from __future__ import annotations
 
-import enum
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -15,16 +14,9 @@ from typing import Any
 import torch
 
 from .gaussian_diffusion import GaussianDiffusion, Model
-from ..options import parse_enum, unhandled_choice
+from ..options import SamplingMethod, parse_enum, unhandled_choice
 
 StepFn = Callable[[GaussianDiffusion, dict, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class SamplingMethod(enum.Enum):
-    """Reverse-step rules."""
-
-    DDIM = "ddim"  # Song et al. 2021, eq. 12; eta = 0 is deterministic
-    ANCESTRAL = "ancestral"  # sample p(x_{t-1} | x_t) with the model's variance
 
 
 def _nonzero_mask(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -31,18 +31,16 @@ from ..atomic import temp_path_beside
 from ..model.catalogue import resolve_weights
 from ..model.checkpoint import file_sha256, load_checkpoint
 from ..errors import BadInputError, CancelledError, ModelError
-from .slice_inference import InferenceOptions, InferenceResult, device_report, resolve_device, run_inference
-from ..options import DEFAULT_SAMPLING_STEPS
+from .job import OUTPUT_FIELDS, EnhanceJob, InferenceOptions
+from .slice_inference import InferenceResult, device_report, resolve_device, run_inference
 from ..imaging.model_grid import ModelGrid, PreparedInputs, prepare_inputs, restore_output
 from ..imaging.registration import register_rigid
-from ..diffusion.respace import trained_process_diffusion
+from ..diffusion.respace import RespacingError, trained_process_diffusion
 from ..imaging.roi import roi_table, write_roi_csv, write_roi_json
 from ..imaging.volumes import read_image
 
 T = TypeVar("T")
 
-ALL_ORIENTATIONS = ("axial", "coronal", "sagittal")
-OUTPUT_FIELDS = ("output", "uncertainty_output", "transform_output", "roi_csv", "roi_json", "report")
 # Share of the overall progress bar per phase (renormalised over the phases a job runs); measured proportions
 # of a CPU run of the small preset, where sampling dominates.
 # Inference interleaves sampling and destriping (each orientation is destriped once sampled), so "fuse" events
@@ -50,93 +48,6 @@ OUTPUT_FIELDS = ("output", "uncertainty_output", "transform_output", "roi_csv", 
 PHASE_WEIGHTS = {"validate": 0.03, "register": 0.10, "prepare": 0.03, "infer": 0.77, "restore": 0.02,
                  "roi": 0.04, "write": 0.01}
 _SPAN_OF_PHASE = {"fuse": "infer"}
-
-
-@dataclasses.dataclass
-class EnhanceJob:
-    """One enhancement: the fields of job.json (docs/DEVELOPING.md "Worker protocol"), JSON round-trip.
-
-    pet / t1 / roi / transform: input paths (t1 None = MRI-free; roi: a labelmap, else the built-in lobar atlas;
-    transform: a T1->PET .tfm in ITK resampling convention that replaces registration). Output paths may be None
-    (not written) except `output`. weights: checkpoint path or catalogue id (None = the catalogue default).
-    The rest are InferenceOptions fields.
-    """
-
-    pet: str
-    output: str
-    t1: str | None = None
-    roi: str | None = None
-    transform: str | None = None
-    uncertainty_output: str | None = None
-    transform_output: str | None = None
-    roi_csv: str | None = None
-    roi_json: str | None = None
-    report: str | None = None
-    weights: str | None = None
-    steps: int = DEFAULT_SAMPLING_STEPS
-    orientations: list[str] = dataclasses.field(default_factory=lambda: list(ALL_ORIENTATIONS))
-    device: str = "auto"
-    seed: int = 0
-    batch_size: int = 16
-    bf16: bool = False
-    channels_last: bool = False
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("pet", "output"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise BadInputError(f"job field {name!r} must be a non-empty path, got {getattr(self, name)!r}")
-        self.orientations = list(self.orientations)
-        self.inference_options()  # checks the options once, here
-
-    def inference_options(self) -> InferenceOptions:
-        """The job's inference settings; BadInputError naming the bad field."""
-        try:
-            return InferenceOptions(steps=self.steps, orientations=tuple(self.orientations),
-                                    batch_size=self.batch_size, seed=self.seed, device=self.device, bf16=self.bf16,
-                                    channels_last=self.channels_last, threads=self.threads, uncertainty=self.uncertainty_output is not None)
-        except (TypeError, ValueError) as error:
-            raise BadInputError(f"invalid job option: {error}") from None
-
-    def outputs(self) -> dict[str, str | None]:
-        """{field: path or None} of every output."""
-        return {name: getattr(self, name) for name in OUTPUT_FIELDS}
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EnhanceJob:
-        """Build from a job.json object; unknown or missing fields are a BadInputError."""
-        if not isinstance(data, dict):
-            raise BadInputError(f"a job must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BadInputError(f"unknown job field(s): {', '.join(unknown)}")
-        missing = sorted(name for name in ("pet", "output") if data.get(name) is None)
-        if missing:
-            raise BadInputError(f"job is missing required field(s): {', '.join(missing)}")
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> EnhanceJob:
-        try:
-            data = json.loads(text)
-        except ValueError as error:
-            raise BadInputError(f"job is not valid JSON: {error}") from None
-        return cls.from_dict(data)
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> EnhanceJob:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as error:
-            raise BadInputError(f"cannot read job file {path}: {error.strerror}") from None
-        return cls.from_json(text)
 
 
 class _Progress:
@@ -219,112 +130,135 @@ def enhance_events(job: EnhanceJob, cancel: threading.Event | None = None) -> It
     :param cancel: set it (e.g. from a signal handler) to stop between steps with CancelledError.
     :raises M2DiffError: BadInputError, OutOfMemoryError, ModelError, CancelledError (see errors.py).
     """
-    started = time.monotonic()
-    options = job.inference_options()
-    device, device_warning = resolve_device(options.device)
+    run = _Run(job, cancel)
+    device, device_warning = resolve_device(job.options.device)
     yield {"event": "start", **device_report(device)}
     if device_warning:
-        yield {"event": "warning", "message": device_warning}
-    wants_roi = job.roi_csv is not None or job.roi_json is not None
-    phases = ["validate", *(["register"] if job.t1 else []), "prepare", "infer", "restore",
-              *(["roi"] if wants_roi else []), "write"]
-    progress = _Progress(phases)
-    timings: dict[str, float] = {}
-    warnings: list[str] = [device_warning] if device_warning else []
-    staged = _StagedOutputs()
+        yield run.warn(device_warning)
     try:
-        # --- validate: headers, voxels, paths, memory, modalities; then the weights --------------------------
-        clock = time.monotonic()
-        yield progress("validate", 0, 3, "reading inputs")
-        pet, t1, labels, user_transform = _read_inputs(job)
+        pet, t1, labels, model = yield from run.timed("validate", run.validate(device))
+        registration = (yield from run.timed("register", run.register(pet, t1))) if t1 is not None else None
+        prepared = yield from run.timed("prepare", run.prepare(pet, t1, registration, model.grid))
+        result = yield from run.timed("infer_and_fuse", run.infer(model, prepared, device))
+        enhanced, uncertainty = yield from run.timed("restore", run.restore(result, prepared, pet))
+        table = (yield from run.timed("roi", _roi_table(pet, enhanced, t1, registration, labels, run.progress,
+                                                         cancel))) if run.wants_roi else None
         _check(cancel)
+        yield from run.timed("write", run.write(enhanced, uncertainty, registration, table))
+        report = run.report(device, model, registration, prepared, result)
+        if job.report:
+            run.staged.path_for(job.report).write_text(json.dumps(_finite(report), indent=1), encoding="utf-8")
+        _check(cancel)
+        run.staged.commit()
+        yield run.progress("write", 1, 1, "done")
+        yield {"event": "result", "outputs": {name: report["outputs"].get(name) for name in OUTPUT_FIELDS},
+               "registration": report["registration"], "elapsed_s": report["elapsed_s"]}
+    finally:
+        run.staged.discard()
+
+
+@dataclasses.dataclass
+class _LoadedModel:
+    network: Any
+    diffusion: Any
+    grid: ModelGrid
+    info: dict[str, Any]
+
+
+class _Run:
+    """One job's state across its phases; each phase is a generator of events that returns its product."""
+
+    def __init__(self, job: EnhanceJob, cancel: threading.Event | None) -> None:
+        self.job, self.cancel = job, cancel
+        self.started = time.monotonic()
+        self.wants_roi = job.roi_csv is not None or job.roi_json is not None
+        self.progress = _Progress(["validate", *(["register"] if job.t1 else []), "prepare", "infer", "restore",
+                                   *(["roi"] if self.wants_roi else []), "write"])
+        self.timings: dict[str, float] = {}
+        self.warnings: list[str] = []
+        self.staged = _StagedOutputs()
+        self.user_transform: sitk.Transform | None = None  # read with the inputs
+
+    def warn(self, message: str) -> dict[str, Any]:
+        self.warnings.append(message)
+        return {"event": "warning", "message": message}
+
+    def timed(self, name: str, phase: Generator[dict[str, Any], None, T]) -> Generator[dict[str, Any], None, T]:
+        """Run one phase, record its wall time, and check for cancel after it."""
+        clock = time.monotonic()
+        value = yield from phase
+        self.timings[name] = time.monotonic() - clock
+        _check(self.cancel)
+        return value
+
+    def validate(self, device):
+        """Headers, voxels, paths, memory, modalities; then the weights."""
+        job = self.job
+        yield self.progress("validate", 0, 3, "reading inputs")
+        pet, t1, labels, self.user_transform = _read_inputs(job)
+        _check(self.cancel)
         input_paths = [p for p in (job.pet, job.t1, job.roi, job.transform) if p]
-        found = validation.validate_inputs(pet, t1, job.outputs().values(), pet_name=job.pet,
-                                           t1_name=job.t1 or "T1", inputs=input_paths)
-        for message in found:
-            warnings.append(message)
-            yield {"event": "warning", "message": message}
-        pet_work = validation.nonnegative_copy(pet)
-        yield progress("validate", 2, 3, "loading the model")
-        model, diffusion, grid, model_info = _load_model(job.weights, options, device)
-        timings["validate"] = time.monotonic() - clock
-        yield progress("validate", 3, 3, "inputs and model checked")
-        _check(cancel)
+        for message in validation.validate_inputs(pet, t1, job.outputs().values(), pet_name=job.pet,
+                                                  t1_name=job.t1 or "T1", inputs=input_paths):
+            yield self.warn(message)
+        yield self.progress("validate", 2, 3, "loading the model")
+        model = _LoadedModel(*_load_model(job.weights, job.options, device))
+        yield self.progress("validate", 3, 3, "inputs and model checked")
+        return validation.nonnegative_copy(pet), t1, labels, model
 
-        # --- register T1 -> PET --------------------------------------------------------------------------------
-        registration = None
-        if t1 is not None:
-            clock = time.monotonic()
-            yield progress("register", 0, 1, "registering the T1 to the PET")
-            registration = yield from _register(pet_work, t1, user_transform, progress, cancel)
-            validation.check_overlap(pet_work, t1, registration.transform, t1_name=job.t1)
-            timings["register"] = time.monotonic() - clock
-            yield progress("register", 1, 1, f"registered (NMI {registration.nmi_after:.3f})")
-        _check(cancel)
+    def register(self, pet: sitk.Image, t1: sitk.Image):
+        yield self.progress("register", 0, 1, "registering the T1 to the PET")
+        registration = yield from _register(pet, t1, self.user_transform, self.progress, self.cancel)
+        validation.check_overlap(pet, t1, registration.transform, t1_name=self.job.t1)
+        yield self.progress("register", 1, 1, f"registered (NMI {registration.nmi_after:.3f})")
+        return registration
 
-        # --- prepare: model grid + normalisation ----------------------------------------------------------------
-        clock = time.monotonic()
-        yield progress("prepare", 0, 1, "resampling to the model grid")
-        prepared = prepare_inputs(pet_work, t1, registration.transform if registration else None, grid)
-        timings["prepare"] = time.monotonic() - clock
-        yield progress("prepare", 1, 1, f"PET scale {prepared.scale:.4g}")
-        _check(cancel)
+    def prepare(self, pet: sitk.Image, t1: sitk.Image | None, registration, grid: ModelGrid):
+        yield self.progress("prepare", 0, 1, "resampling to the model grid")
+        prepared = prepare_inputs(pet, t1, registration.transform if registration else None, grid)
+        yield self.progress("prepare", 1, 1, f"PET scale {prepared.scale:.4g}")
+        return prepared
 
-        # --- infer + fuse -----------------------------------------------------------------------------------------
-        clock = time.monotonic()
-        inference = run_inference(model, diffusion, prepared.pet, prepared.t1, options, device)
-        result: InferenceResult = yield from _relay(inference, progress, cancel)
-        timings["infer_and_fuse"] = time.monotonic() - clock
+    def infer(self, model: _LoadedModel, prepared: PreparedInputs, device):
+        inference = run_inference(model.network, model.diffusion, prepared.pet, prepared.t1, self.job.options,
+                                  device)
+        return (yield from _relay(inference, self.progress, self.cancel))
 
-        # --- restore onto the input PET grid and units -----------------------------------------------------------
-        clock = time.monotonic()
-        yield progress("restore", 0, 1, "restoring the input grid and units")
-        enhanced = restore_output(result.volume, prepared, pet_work)
+    def restore(self, result: InferenceResult, prepared: PreparedInputs, pet: sitk.Image):
+        """The estimate (and its uncertainty) on the input PET grid, in its units."""
+        yield self.progress("restore", 0, 1, "restoring the input grid and units")
+        enhanced = restore_output(result.volume, prepared, pet)
         uncertainty = None if result.uncertainty is None else _uncertainty_on_input(result.uncertainty, prepared, pet)
-        timings["restore"] = time.monotonic() - clock
-        yield progress("restore", 1, 1, "restored")
-        _check(cancel)
+        yield self.progress("restore", 1, 1, "restored")
+        return enhanced, uncertainty
 
-        # --- ROI table --------------------------------------------------------------------------------------------
-        table = None
-        if wants_roi:
-            clock = time.monotonic()
-            table = yield from _roi_table(pet_work, enhanced, t1, registration, labels, progress, cancel)
-            timings["roi"] = time.monotonic() - clock
-        _check(cancel)
-
-        # --- write everything, then rename into place together ----------------------------------------------------
-        clock = time.monotonic()
-        yield progress("write", 0, 1, "writing outputs")
+    def write(self, enhanced: sitk.Image, uncertainty: sitk.Image | None, registration, table):
+        """Write every output under a temporary name beside its destination (renamed into place by commit)."""
+        job, staged = self.job, self.staged
+        yield self.progress("write", 0, 1, "writing outputs")
         sitk.WriteImage(enhanced, str(staged.path_for(job.output)), useCompression=True)
         if uncertainty is not None:
             sitk.WriteImage(uncertainty, str(staged.path_for(job.uncertainty_output)), useCompression=True)
         if job.transform_output and registration is not None:
             sitk.WriteTransform(registration.transform, str(staged.path_for(job.transform_output)))
-        if table is not None:
-            if job.roi_csv:
-                write_roi_csv(table, staged.path_for(job.roi_csv))
-            if job.roi_json:
-                write_roi_json(table, staged.path_for(job.roi_json))
-        outputs = {name: path for name, path in job.outputs().items()
+        if table is not None and job.roi_csv:
+            write_roi_csv(table, staged.path_for(job.roi_csv))
+        if table is not None and job.roi_json:
+            write_roi_json(table, staged.path_for(job.roi_json))
+
+    def report(self, device, model: _LoadedModel, registration, prepared: PreparedInputs,
+               result: InferenceResult) -> dict[str, Any]:
+        """report.json's content (also the source of the result event)."""
+        outputs = {name: path for name, path in self.job.outputs().items()
                    if path and (name != "transform_output" or registration is not None)}
-        registration_info = None if registration is None else _finite(registration.as_dict())
-        timings["write"] = time.monotonic() - clock
-        if job.report:
-            report = {"job": job.to_dict(), "device": device_report(device), "model": model_info,
-                      "registration": registration_info, "pet_scale": prepared.scale,
-                      "model_grid": {"spacing_mm": grid.spacing_mm, "size_xyz": list(grid.size_xyz)},
-                      "sampled_slices": result.sampled_slices, "skipped_slices": result.skipped_slices,
-                      "warnings": warnings, "timings_s": {k: round(v, 3) for k, v in timings.items()},
-                      "elapsed_s": round(time.monotonic() - started, 3), "outputs": outputs}
-            staged.path_for(job.report).write_text(json.dumps(_finite(report), indent=1), encoding="utf-8")
-        _check(cancel)
-        staged.commit()
-        yield progress("write", 1, 1, "done")
-        yield {"event": "result", "outputs": {name: outputs.get(name) for name in OUTPUT_FIELDS},
-               "registration": registration_info, "elapsed_s": round(time.monotonic() - started, 3)}
-    finally:
-        staged.discard()
+        grid = model.grid
+        return {"job": self.job.to_dict(), "device": device_report(device), "model": model.info,
+                "registration": None if registration is None else _finite(registration.as_dict()),
+                "pet_scale": prepared.scale,
+                "model_grid": {"spacing_mm": grid.spacing_mm, "size_xyz": list(grid.size_xyz)},
+                "sampled_slices": result.sampled_slices, "skipped_slices": result.skipped_slices,
+                "warnings": self.warnings, "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+                "elapsed_s": round(time.monotonic() - self.started, 3), "outputs": outputs}
 
 
 def enhance(job: EnhanceJob, cancel: threading.Event | None = None) -> dict[str, Any]:
@@ -364,9 +298,9 @@ def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple
         grid = ModelGrid(spacing_mm=float(trained.get("grid_spacing_mm", ModelGrid.spacing_mm)),
                          size_xyz=tuple(int(n) for n in trained.get("grid_size", ModelGrid.size_xyz)))
         diffusion = trained_process_diffusion(trained, config.variance, options.steps)
+    except RespacingError as error:
+        raise BadInputError(f"steps={options.steps} is not possible with this model: {error}") from None
     except ValueError as error:
-        if "trailing" in str(error):
-            raise BadInputError(f"steps={options.steps} is not possible with this model: {error}") from None
         raise ModelError(f"{path}: unusable training settings in its meta: {error}") from None
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -11,7 +11,6 @@ can report and cancel between steps, and returns the `InferenceResult`.
 from __future__ import annotations
 
 import contextlib
-import enum
 import os
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
@@ -20,11 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..imaging.model_grid import Orientation
+from ..imaging.orientation import Orientation
 from ..imaging.destripe import DEFAULT_SIGMA, remove_stripes
 from ..diffusion.gaussian_diffusion import GaussianDiffusion
-from ..options import DEFAULT_SAMPLING_STEPS, parse_enum
-from ..diffusion.sampling import SamplingMethod, sample_progressive
+from ..options import parse_enum
+from ..diffusion.sampling import sample_progressive
+from .job import DeviceChoice, InferenceOptions
 
 # A slice is sampled when at least MIN_FRACTION of its LD-PET pixels exceed MIN_SIGNAL (network units, head mean
 # ~1): the criterion training uses to pick slices (dataset.SliceDataset), applied to the LD-PET we have here.
@@ -34,55 +34,6 @@ MIN_FRACTION = 0.01
 # In-plane axis along which each orientation's stripes run, i.e. the plane family that is filtered; LowGAN's
 # choice (axial and coronal stacks filtered along x, sagittal along z).
 _STRIPE_PLANE_AXIS = {Orientation.AXIAL: 2, Orientation.CORONAL: 2, Orientation.SAGITTAL: 0}
-
-
-class DeviceChoice(enum.Enum):
-    """Where the network runs."""
-
-    AUTO = "auto"  # CUDA when available, else CPU
-    CUDA = "cuda"
-    CPU = "cpu"
-
-
-@dataclass(frozen=True)
-class InferenceOptions:
-    """Settings of one inference run (strings are accepted for the enum and orientation fields).
-
-    steps: sampling steps K (respaced DDIM). orientations: slice stacks to sample and fuse. batch_size: slices
-    per network call. seed: seeds every noise draw. device: auto|cuda|cpu. bf16: bfloat16 autocast of the network
-    (CPU or CUDA). channels_last: NHWC memory format. threads: torch intra-op threads (None keeps torch's).
-    skip_empty: output the LD-PET itself for slices without head signal. destripe_sigma: notch width of the
-    stripe filter (0 disables it). uncertainty: also return the per-voxel spread of the estimates.
-    """
-
-    steps: int = DEFAULT_SAMPLING_STEPS
-    orientations: tuple[Orientation, ...] = tuple(Orientation)
-    batch_size: int = 16
-    seed: int = 0
-    device: DeviceChoice = DeviceChoice.AUTO
-    bf16: bool = False
-    channels_last: bool = False
-    threads: int | None = None
-    skip_empty: bool = True
-    destripe_sigma: float = DEFAULT_SIGMA
-    uncertainty: bool = False
-    method: SamplingMethod = SamplingMethod.DDIM
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "device", parse_enum(DeviceChoice, self.device, "device"))
-        object.__setattr__(self, "method", parse_enum(SamplingMethod, self.method, "method"))
-        orientations = tuple(parse_enum(Orientation, o, "orientations") for o in self.orientations)
-        if not orientations or len(set(orientations)) != len(orientations):
-            raise ValueError(f"orientations must be a non-empty list without repeats, got {self.orientations}")
-        object.__setattr__(self, "orientations", orientations)
-        for name in ("steps", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ValueError(f"threads must be None or an integer >= 1, got {self.threads!r}")
-        if self.destripe_sigma < 0:
-            raise ValueError(f"destripe_sigma must be >= 0, got {self.destripe_sigma}")
 
 
 @dataclass
@@ -218,49 +169,78 @@ def run_inference(
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     recorder = _RecordingModel(model, device, options.bf16, options.channels_last)
-    total = total_steps(pet, options)
-    done = 0
+    counter = _StepCounter(total_steps(pet, options))
     estimates: dict[Orientation, np.ndarray] = {}
     decoder_var: dict[Orientation, np.ndarray] = {}
     sampled, skipped = {}, {}
     for orientation in options.orientations:
         indices = sampled_slice_indices(pet, orientation, options.skip_empty)
-        axis = orientation.axis
-        stack = pet.copy()  # skipped slices keep the LD-PET
-        spread = np.zeros_like(pet) if options.uncertainty else None
-        generator = torch.Generator(device=device).manual_seed(options.seed * 3 + axis)
-        batches = [indices[i : i + options.batch_size] for i in range(0, len(indices), options.batch_size)]
-        for b, batch in enumerate(batches, start=1):
-            cond = _condition(pet, t1, orientation, batch, device)
-            shape = tuple(cond["ld_pet"].shape)
-            for out in sample_progressive(diffusion, recorder, shape, cond, options.method, 0.0, generator):
-                done += 1
-                yield {"phase": "infer", "step": done, "total": total,
-                       "message": f"{orientation.value} batch {b}/{len(batches)} step {out['step']}/{out['total']}"}
-            x0 = out["x0"].float().cpu().numpy()[:, 0]
-            _put(stack, orientation, batch, x0)
-            if spread is not None and cond["t1"] is not None and recorder.last.get("x0_mri") is not None:
-                half_gap = 0.5 * (recorder.last["x0_pet"] - recorder.last["x0_mri"]).float().cpu().numpy()[:, 0]
-                _put(spread, orientation, batch, half_gap**2)  # variance of two values = (half their gap)^2
-        done += 1
-        yield {"phase": "fuse", "step": done, "total": total, "message": f"destriping {orientation.value}"}
-        if options.destripe_sigma > 0:
-            stack = remove_stripes(stack, axis, _STRIPE_PLANE_AXIS[orientation], sigma=options.destripe_sigma)
-        estimates[orientation] = np.clip(stack, 0.0, None)  # PET activity is never negative
+        stack, spread = yield from _sample_orientation(diffusion, recorder, pet, t1, orientation, indices, options,
+                                                       counter)
+        yield counter.step("fuse", f"destriping {orientation.value}")
+        estimates[orientation] = np.clip(_destripe(stack, orientation, options), 0.0, None)  # activity is >= 0
         if spread is not None:
             decoder_var[orientation] = spread
         sampled[orientation.value] = int(len(indices))
-        skipped[orientation.value] = int(pet.shape[axis] - len(indices))
-    volumes = np.stack(list(estimates.values()))
-    fused = volumes.mean(axis=0).astype(np.float32)
-    uncertainty = None
-    if options.uncertainty:
-        # Law of total variance over all (orientation, decoder) estimates: spread of the orientation means plus
-        # the mean within-orientation (decoder) variance.
-        within = np.mean(list(decoder_var.values()), axis=0) if decoder_var else 0.0
-        uncertainty = np.sqrt(volumes.var(axis=0) + within).astype(np.float32)
+        skipped[orientation.value] = int(pet.shape[orientation.axis] - len(indices))
+    fused, uncertainty = _fuse(estimates, decoder_var, options.uncertainty)
     return InferenceResult(volume=fused, uncertainty=uncertainty, per_orientation=estimates,
                            sampled_slices=sampled, skipped_slices=skipped)
+
+
+class _StepCounter:
+    """One progress count across sampling and destriping, which interleave."""
+
+    def __init__(self, total: int) -> None:
+        self.done, self.total = 0, total
+
+    def step(self, phase: str, message: str) -> dict[str, Any]:
+        self.done += 1
+        return {"phase": phase, "step": self.done, "total": self.total, "message": message}
+
+
+def _sample_orientation(
+    diffusion: GaussianDiffusion, recorder: _RecordingModel, pet: np.ndarray, t1: np.ndarray | None,
+    orientation: Orientation, indices: np.ndarray, options: InferenceOptions, counter: _StepCounter,
+) -> Generator[dict[str, Any], None, tuple[np.ndarray, np.ndarray | None]]:
+    """Sample the slices `indices` of one orientation in batches; return the restacked volume (skipped slices keep
+    the LD-PET) and, when uncertainty is asked for, the per-voxel variance between the two decoders."""
+    device = recorder.device
+    stack = pet.copy()
+    spread = np.zeros_like(pet) if options.uncertainty else None
+    generator = torch.Generator(device=device).manual_seed(options.seed * 3 + orientation.axis)
+    batches = [indices[i : i + options.batch_size] for i in range(0, len(indices), options.batch_size)]
+    for b, batch in enumerate(batches, start=1):
+        cond = _condition(pet, t1, orientation, batch, device)
+        shape = tuple(cond["ld_pet"].shape)
+        for out in sample_progressive(diffusion, recorder, shape, cond, options.method, 0.0, generator):
+            yield counter.step("infer", f"{orientation.value} batch {b}/{len(batches)} "
+                                        f"step {out['step']}/{out['total']}")
+        _put(stack, orientation, batch, out["x0"].float().cpu().numpy()[:, 0])
+        if spread is not None and cond["t1"] is not None and recorder.last.get("x0_mri") is not None:
+            half_gap = 0.5 * (recorder.last["x0_pet"] - recorder.last["x0_mri"]).float().cpu().numpy()[:, 0]
+            _put(spread, orientation, batch, half_gap**2)  # variance of two values = (half their gap)^2
+    return stack, spread
+
+
+def _destripe(stack: np.ndarray, orientation: Orientation, options: InferenceOptions) -> np.ndarray:
+    sigma = DEFAULT_SIGMA if options.destripe_sigma is None else options.destripe_sigma
+    if sigma == 0:
+        return stack
+    return remove_stripes(stack, orientation.axis, _STRIPE_PLANE_AXIS[orientation], sigma=sigma)
+
+
+def _fuse(estimates: dict[Orientation, np.ndarray], decoder_var: dict[Orientation, np.ndarray],
+          uncertainty: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mean over orientations and, when asked, the per-voxel standard deviation of all estimates."""
+    volumes = np.stack(list(estimates.values()))
+    fused = volumes.mean(axis=0).astype(np.float32)
+    if not uncertainty:
+        return fused, None
+    # Law of total variance over all (orientation, decoder) estimates: spread of the orientation means plus the
+    # mean within-orientation (decoder) variance.
+    within = np.mean(list(decoder_var.values()), axis=0) if decoder_var else 0.0
+    return fused, np.sqrt(volumes.var(axis=0) + within).astype(np.float32)
 
 
 def _condition(

@@ -48,13 +48,19 @@ def as_m2diff_error(error: BaseException) -> BaseException:
     """Map library out-of-memory failures (torch, numpy) to OutOfMemoryError; everything else unchanged."""
     if isinstance(error, OutOfMemoryError):
         return error
-    text = str(error)
-    if isinstance(error, MemoryError) or (
-        isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-    ):
+    torch = sys.modules.get("torch")  # imported by the job itself, if it got that far
+    typed = (MemoryError, torch.OutOfMemoryError) if torch is not None else (MemoryError,)
+    if isinstance(error, typed) or _is_cpu_allocation_failure(error):
+        text = str(error)
         return OutOfMemoryError(f"out of memory: {text.splitlines()[0] if text else type(error).__name__}; "
                                 "try a smaller --batch-size or close other programs")
     return error
+
+
+def _is_cpu_allocation_failure(error: BaseException) -> bool:
+    # torch's CPU allocator raises a plain RuntimeError (torch 2.13: "DefaultCPUAllocator: can't allocate
+    # memory"); only CUDA's failures are the typed torch.OutOfMemoryError.
+    return type(error) is RuntimeError and "DefaultCPUAllocator: can't allocate memory" in str(error)
 
 
 def _install_cancel_handlers(cancel: threading.Event) -> None:
@@ -77,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _install_cancel_handlers(cancel)
     try:
         # Imported here so that a broken installation (e.g. torch missing) is still reported as an error event.
-        from .pipeline import EnhanceJob, enhance_events
+        from .job import EnhanceJob
+        from .pipeline import enhance_events
 
         job = EnhanceJob.from_file(args.job)
         for event in enhance_events(job, cancel):

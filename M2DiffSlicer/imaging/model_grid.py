@@ -7,7 +7,6 @@ scanner's matrix, voxel size or orientation.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,22 +15,6 @@ import SimpleITK as sitk
 from ..errors import BadInputError
 from .head_mask import head_mask_image, head_threshold
 from .smoothing import antialias
-
-
-class Orientation(enum.Enum):
-    """Slicing direction of a [z, y, x] volume."""
-
-    AXIAL = "axial"  # arr[k]: [y, x]
-    CORONAL = "coronal"  # arr[:, k]: [z, x]
-    SAGITTAL = "sagittal"  # arr[:, :, k]: [z, y]
-
-    @property
-    def axis(self) -> int:
-        return {Orientation.AXIAL: 0, Orientation.CORONAL: 1, Orientation.SAGITTAL: 2}[self]
-
-    def take(self, volume: np.ndarray, index: int) -> np.ndarray:
-        """Slice `index` of a [..., z, y, x] array along this orientation's axis."""
-        return np.take(volume, index, axis=volume.ndim - 3 + self.axis)
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,9 @@ import argparse
 import dataclasses
 import enum
 import json
-import typing
 from pathlib import Path
 
-from ..options import parse_enum, reject_unknown_fields
+from ..options import add_dataclass_arguments, dataclass_values, parse_enum, reject_unknown_fields
 
 DEFAULT_GRID_SIZE_XYZ = [96, 112, 96]  # preprocess.ModelGrid's default (x, y, z)
 
@@ -124,23 +123,9 @@ class TrainConfig:
 
 def add_config_arguments(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
     """One `--flag` per TrainConfig field (lists take several values, booleans get --no-flag)."""
-    defaults = defaults or TrainConfig()
-    hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        kind = hints[field.name]
-        if kind is bool:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default)
-        elif typing.get_origin(kind) is list:
-            (item,) = typing.get_args(kind)
-            parser.add_argument(flag, dest=field.name, type=item, nargs="*", default=default, metavar=item.__name__.upper())
-        else:
-            parser.add_argument(flag, dest=field.name, type=kind, default=default, help=f"default: {default}")
+    add_dataclass_arguments(parser, TrainConfig, dataclasses.fields(TrainConfig), defaults or TrainConfig())
 
 
 def config_from_arguments(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig held by parsed arguments (see add_config_arguments)."""
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-
-
+    return TrainConfig(**dataclass_values(args, dataclasses.fields(TrainConfig)))

@@ -24,7 +24,8 @@ import torch
 from ..atomic import atomic_path, write_text_atomic
 from ..errors import BadInputError
 from ..options import parse_enum
-from ..imaging.model_grid import ModelGrid, Orientation, prepare_inputs, prepare_target
+from ..imaging.model_grid import ModelGrid, prepare_inputs, prepare_target
+from ..imaging.orientation import Orientation
 
 SD_FILE = "pet_sd.nii.gz"
 T1_FILE = "t1.nii.gz"

@@ -24,7 +24,7 @@ from ..model import checkpoint
 from ..atomic import atomic_path
 from ..model.config import ModelConfig, model_config
 from ..model.unet import build_model
-from ..imaging.model_grid import Orientation
+from ..imaging.orientation import Orientation
 from .data import CacheDtype, SliceDataset, SliceRef, find_subjects
 from ..diffusion.gaussian_diffusion import BetaSchedule, GaussianDiffusion, LossWeights, process_betas
 from .distributed import DistContext

@@ -13,7 +13,8 @@ import torch
 import enhance_subjects as es
 from M2DiffSlicer.enhance import pipeline
 from M2DiffSlicer.errors import BadInputError, ModelError, OutOfMemoryError, exit_code_for
-from M2DiffSlicer.enhance.pipeline import EnhanceJob, enhance, enhance_events
+from M2DiffSlicer.enhance.job import EnhanceJob, InferenceOptions
+from M2DiffSlicer.enhance.pipeline import enhance, enhance_events
 from M2DiffSlicer.imaging.model_grid import ModelGrid
 from M2DiffSlicer.diffusion.respace import create_diffusion
 
@@ -48,7 +49,7 @@ def _job(subject, out: Path, **kwargs) -> EnhanceJob:
     fields = dict(pet=str(subject["pet"]), output=str(out / "enhanced.nii.gz"), weights=str(subject["weights"]),
                   steps=1, batch_size=32)
     fields.update(kwargs)
-    return EnhanceJob(**fields)
+    return EnhanceJob.from_dict(fields)
 
 
 def test_output_lies_exactly_on_the_input_grid_in_input_units(subject, tmp_path, echo_model):
@@ -270,7 +271,6 @@ def test_a_model_trained_on_a_truncated_process_is_sampled_on_it(tmp_path):
     from M2DiffSlicer.model.checkpoint import save_checkpoint
     from M2DiffSlicer.model.config import model_config
     from M2DiffSlicer.model.unet import build_model
-    from M2DiffSlicer.enhance.slice_inference import InferenceOptions
 
     config = model_config("tiny")
     weights = tmp_path / "truncated.pt"

@@ -6,9 +6,9 @@ import torch
 
 from M2DiffSlicer.model.config import model_config
 from M2DiffSlicer.model.unet import build_model
-from M2DiffSlicer.imaging.model_grid import Orientation
-from M2DiffSlicer.enhance.slice_inference import (InferenceOptions, resolve_device, run_inference, sampled_slice_indices,
-                                    total_steps)
+from M2DiffSlicer.imaging.orientation import Orientation
+from M2DiffSlicer.enhance.job import InferenceOptions
+from M2DiffSlicer.enhance.slice_inference import resolve_device, run_inference, sampled_slice_indices, total_steps
 from M2DiffSlicer.diffusion.respace import create_diffusion
 
 

@@ -13,7 +13,6 @@ import torch
 from M2DiffSlicer.training import data as dataset_module
 from M2DiffSlicer.training.data import (
     CacheDtype,
-    Orientation,
     SliceDataset,
     find_subjects,
     ld_file,
@@ -21,6 +20,7 @@ from M2DiffSlicer.training.data import (
 )
 from M2DiffSlicer.errors import BadInputError
 from M2DiffSlicer.imaging.model_grid import ModelGrid
+from M2DiffSlicer.imaging.orientation import Orientation
 
 # 8 mm voxels keep every test volume at 16 x 32 x 16 (x, y, z): axial 32 x 16, coronal 16 x 16, sagittal 16 x 32.
 TINY_GRID = ModelGrid(spacing_mm=8.0, size_xyz=(16, 32, 16))
