@@ -112,9 +112,9 @@ def enhance_run(run: PetRun, outputs: derivatives.RunOutputs, options: BidsAppOp
 
 
 def _job(work: Path, run: PetRun, options: BidsAppOptions):
-    from ..enhance import pipeline
+    from ..enhance.job import EnhanceJob
 
-    return pipeline.EnhanceJob.from_dict({
+    return EnhanceJob.from_dict({
         "pet": str(work / "pet.nii.gz"), "t1": str(run.t1w) if run.t1w else None,
         "output": str(work / "enhanced.nii.gz"), "roi_json": str(work / "roi.json"),
         "uncertainty_output": str(work / "std.nii.gz") if options.uncertainty else None,

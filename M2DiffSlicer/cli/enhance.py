@@ -13,6 +13,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     """Add the `enhance` options: one flag per job.json key (EnhanceJob and InferenceOptions fields)."""
     add_dataclass_arguments(parser, EnhanceJob, option_fields(EnhanceJob))
     add_dataclass_arguments(parser, InferenceOptions, option_fields(InferenceOptions))
+    parser.add_argument("--out-dicom", default=None, metavar="FOLDER",
+                        help="also write a DICOM PET series derived from the --pet DICOM series (automatic when "
+                             "--pet is a DICOM series and --out a folder)")
 
 
 def job_from_args(args: argparse.Namespace) -> EnhanceJob:
@@ -47,7 +50,11 @@ def run_with_progress(job) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Print the written outputs and the elapsed time."""
-    result = run_with_progress(job_from_args(args))
+    from ..enhance.dicom_output import dicom_output
+
+    with dicom_output(args.pet, args.output, args.out_dicom) as dicom:  # checked before the enhance starts
+        args.output = dicom.volume_path
+        result = dicom.write(run_with_progress(job_from_args(args)), args.weights)
     for name, path in result["outputs"].items():
         if path:
             print(f"{name}: {path}")
