@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "demo",
     "roi",
     "bids",
+    "dicom",
     "worker",
 )
 

@@ -40,14 +40,18 @@ class _SeriesOutput(DicomOutput):
         self.volume_is_temporary = volume_is_temporary
 
     def write(self, result: dict[str, Any], weights: str | None) -> dict[str, Any]:
-        derivation = (f"Low-dose PET enhanced by M2Diff (diffusion model) {describe_weights(weights_provenance(weights))}"
-                      ". Research use only, not for diagnosis.")
-        write_pet_series(read_image(self.volume_path), self.source, self.series_folder, derivation,
+        write_pet_series(read_image(self.volume_path), self.source, self.series_folder, derivation_text(weights),
                          f"M2DiffSlicer {__version__}")
         outputs = dict(result.get("outputs", {}), dicom=str(self.series_folder))
         if self.volume_is_temporary:
             outputs["output"] = None
         return {**result, "outputs": outputs}
+
+
+def derivation_text(weights: str | None) -> str:
+    """The DerivationDescription of a series the weights `weights` (as resolve_weights takes them) made."""
+    return (f"Low-dose PET enhanced by M2Diff (diffusion model) {describe_weights(weights_provenance(weights))}. "
+            "Research use only, not for diagnosis.")
 
 
 def wants_series(pet: str, out: str) -> bool:

@@ -96,3 +96,12 @@ def test_a_folder_with_two_series_is_refused(series, tmp_path, capsys):
     code = main(["enhance", "--pet", str(mixed), "--out", str(tmp_path / "out")])
     assert code == 2 and "2 DICOM series" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_m2diff_dicom_writes_the_same_series_from_a_finished_volume(series, both, tmp_path, capsys):
+    code = main(["dicom", "--volume", str(both / "enhanced.nii.gz"), "--source", str(series["pet"]),
+                 "--out", str(tmp_path / "series"), "--weights", str(series["weights"])])
+    assert code == 0 and f"dicom: {tmp_path / 'series'}" in capsys.readouterr().out
+    again, first = ds.read_slices(tmp_path / "series"), ds.read_slices(both / "dicom")
+    assert [d.pixel_array.tolist() for d in again] == [d.pixel_array.tolist() for d in first]
+    assert {d.SeriesInstanceUID for d in again}.isdisjoint({d.SeriesInstanceUID for d in first})
