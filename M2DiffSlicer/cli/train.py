@@ -23,12 +23,11 @@ def run(args: argparse.Namespace) -> int:
     """Train to --steps (rank 0 shows progress and writes logs and checkpoints); return 0."""
     from tqdm import tqdm
 
-    from ..training.distributed import init_from_env, shutdown
+    from ..training.distributed import joined
     from ..training.trainer import Trainer
 
     config = config_from_arguments(args)
-    context = init_from_env(config.device)
-    try:
+    with joined(config.device) as context:  # a failing rank leaves at once, so torchrun ends the job
         trainer = Trainer(config, context)
         with tqdm(total=config.steps, initial=trainer.step, disable=not context.is_main, unit="step",
                   dynamic_ncols=True) as bar:
@@ -39,6 +38,4 @@ def run(args: argparse.Namespace) -> int:
                     bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
         if context.is_main:
             print(f"finished at step {trainer.step}; checkpoints in {trainer.checkpoints}")
-    finally:
-        shutdown(context)
     return 0

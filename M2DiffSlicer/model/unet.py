@@ -201,13 +201,16 @@ class M2DiffNet(nn.Module):
         if self.mri_encoder is None:
             return self._outputs(self.pet_decoder(h_pet, hs_pet, emb), None, present)
 
-        if t1 is not None and bool(present.any()):
-            hs_mri, h_mri = self.mri_encoder(torch.cat([x_t, t1], dim=1), emb)
+        if t1 is not None:
+            # E2 runs on every sample, whatever t1_present holds: every parameter stays in the graph (DDP needs no
+            # find_unused_parameters) and no host sync reads the mask. An absent sample's placeholder T1 is zeroed
+            # first, so a NaN there cannot reach the weight gradients (NaN x 0 is NaN).
+            hs_mri, h_mri = self.mri_encoder(torch.cat([x_t, torch.where(mask, t1, 0.0)], dim=1), emb)
             # MRI-free samples: E2's features are zeroed before fusion, so the PET path alone reconstructs.
             hs_mri = [torch.where(mask, h, 0.0) for h in hs_mri]
             h_mri = torch.where(mask, h_mri, 0.0)
         else:
-            # No T1 anywhere in the batch: the zeroed features are known without running E2.
+            # MRI-free call (t1 None, known without looking at a tensor): the zeroed features need no E2.
             hs_mri, h_mri = [torch.zeros_like(h) for h in hs_pet], torch.zeros_like(h_pet)
 
         if config.hff == HFFMode.PROJ:

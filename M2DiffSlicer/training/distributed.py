@@ -7,9 +7,10 @@ method is a cheap no-op.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -36,16 +37,17 @@ class DistContext:
     def distributed(self) -> bool:
         return self.world_size > 1
 
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, find_unused_parameters: bool = False) -> torch.nn.Module:
         """The module to call in training: DistributedDataParallel when distributed, `model` itself otherwise.
 
-        Unused parameters are tolerated because some variants and the regression mode leave outputs (the
-        learned variance, the MRI decoder) out of the loss.
+        :param find_unused_parameters: set it only when the loss leaves some parameters without a gradient
+            (trainer.loss_leaves_parameters_unused); it costs a walk over the autograd graph at every step.
         """
         if not self.distributed:
             return model
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
+                                                         find_unused_parameters=find_unused_parameters)
 
     def shard(self, items: Sequence[T]) -> list[T]:
         """This rank's share of `items` (every world_size-th from `rank`), truncated so all ranks get as many.
@@ -117,8 +119,26 @@ def init_from_env(device: str = "auto", timeout_s: float = 1800.0) -> DistContex
     return DistContext(rank=rank, world_size=world_size, device=chosen)
 
 
-def shutdown(context: DistContext) -> None:
-    """Leave the process group (after a final barrier) if `context` joined one."""
+def shutdown(context: DistContext, failed: bool = False) -> None:
+    """Leave the process group if `context` joined one: after a final barrier on success, at once on failure.
+
+    A failing rank must not wait at a barrier: the others are blocked in a collective it will never join, so
+    the job would hang for the whole process-group timeout (30 min). Leaving lets this process exit non-zero,
+    and torchrun then stops the other ranks.
+    """
     if context.distributed and dist.is_initialized():
-        dist.barrier()
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def joined(device: str = "auto", timeout_s: float = 1800.0) -> Iterator[DistContext]:
+    """`with joined(device) as context:` runs the block in the torchrun job and leaves it (see shutdown)."""
+    context = init_from_env(device, timeout_s)
+    try:
+        yield context
+    except BaseException:
+        shutdown(context, failed=True)
+        raise
+    shutdown(context)

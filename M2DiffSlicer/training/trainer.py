@@ -22,7 +22,7 @@ import torch
 
 from ..model import checkpoint
 from ..atomic import atomic_path
-from ..model.config import ModelConfig, model_config
+from ..model.config import ModelConfig, OutputMode, T1Input, model_config
 from ..model.unet import build_model
 from ..imaging.orientation import Orientation
 from .data import CacheDtype, SliceDataset, SliceRef, find_subjects
@@ -71,6 +71,18 @@ def regression_loss(
     return {"loss": mse, "mse": mse}
 
 
+def loss_leaves_parameters_unused(mode: TrainMode, config: ModelConfig) -> bool:
+    """Whether some parameters get no gradient from the loss (DDP must then look for them at every step).
+
+    M2DiffNet runs every branch whatever t1_present holds, and the diffusion loss reads every decoder. Two cases
+    remain: E2's middle block feeds only the MRI decoder, so without one (v4) it is never used; regression fits
+    `x0` alone, which with output 'pet' is the PET decoder's, so a second decoder (released-code) gets nothing.
+    """
+    no_mri_decoder = config.t1_input == T1Input.BRANCH and config.num_decoders == 1
+    mri_decoder_unread = mode == TrainMode.REGRESSION and config.output == OutputMode.PET and config.num_decoders == 2
+    return no_mri_decoder or mri_decoder_unread
+
+
 def _step_seeds(seed: int, step: int, rank: int) -> tuple[np.random.Generator, int, int]:
     """Independent random sources of one step: numpy (data), torch generator (t, noise), global torch (dropout)."""
     sequence = np.random.SeedSequence([seed, step, rank])
@@ -116,7 +128,7 @@ class Trainer:
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.model = build_model(self.model_config).to(self.context.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        self.network = self.context.wrap(self.model)
+        self.network = self.context.wrap(self.model, loss_leaves_parameters_unused(self.mode, self.model_config))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         betas = process_betas(schedule, config.diffusion_steps, config.truncate_at)
         self.diffusion = GaussianDiffusion(betas, variance=self.model_config.variance.value,

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from M2DiffSlicer.cli import main
+from M2DiffSlicer.model.checkpoint import load_checkpoint
 from M2DiffSlicer.model.config import HFFMode, ModelConfig, model_config
 from M2DiffSlicer.model.unet import build_model
 from M2DiffSlicer.options import VarianceType
 from M2DiffSlicer.model.presets import PRESETS, VARIANTS
+from M2DiffSlicer.resources import resource_path
 
 SINGLE_DECODER = {"v1", "v2", "v4"}
 
@@ -109,6 +111,49 @@ def test_mri_free_samples_output_the_pet_path_and_leave_present_samples_unchange
     torch.testing.assert_close(garbage_t1["x0"], mixed["x0"])
     # ...and the T1 does matter where it is present.
     assert not torch.allclose(full["x0"][~present], free["x0"][~present])
+
+
+@pytest.mark.parametrize("variant", ["m2diff", "released-code", "v3", "v4"])
+def test_a_batch_without_any_t1_gives_what_the_mri_free_call_gives(variant):
+    # The MRI encoder runs even when no sample has a T1; its zeroed features must equal skipping it (t1 None).
+    model = tiny_model(variant)
+    batch = inputs(n=2)
+    with torch.no_grad():
+        none_present = model(**batch, t1_present=torch.tensor([False, False]))
+        free = model(**{**batch, "t1": None})
+    for key, value in free.items():
+        if value is not None:
+            torch.testing.assert_close(none_present[key], value, rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize("variant", ["m2diff", "released-code", "v3"])
+def test_every_parameter_gets_a_finite_gradient_even_when_no_sample_has_a_t1(variant):
+    # DDP runs without find_unused_parameters: every parameter must be in the graph whatever t1_present holds,
+    # and an absent sample's NaN placeholder T1 must not reach the gradients. (v4's single decoder never reads
+    # E2's middle block, with or without T1: Testing/engine/training covers it.)
+    model = tiny_model(variant).train()
+    batch = inputs(n=2)
+    out = model(**{**batch, "t1": torch.full_like(batch["t1"], torch.nan)}, t1_present=torch.tensor([False, False]))
+    sum(value.sum() for value in out.values() if value is not None).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all(), name
+
+
+def test_the_shipped_checkpoint_gives_the_outputs_recorded_before_the_mri_branch_always_ran():
+    # Recorded with the earlier network, which skipped E2 for a batch without T1 (`present.any()`): loading is
+    # unchanged and so are both modes. rtol 1e-5: float32 sums of 10^4 pixels in another thread count's order.
+    model, _, _ = load_checkpoint(resource_path("Models", "m2diff-small-sim.pt"))
+    g = torch.Generator().manual_seed(3)
+    x_t = torch.randn(2, 1, 112, 96, generator=g)
+    ld_pet, t1 = (torch.rand(2, 1, 112, 96, generator=g) for _ in range(2))
+    t = torch.tensor([999, 500])
+    with torch.no_grad():
+        mixed = model(x_t, t, ld_pet, t1, torch.tensor([True, False]))["x0"].double().sum(dim=(1, 2, 3))
+        free = model(x_t, t, ld_pet, None)["x0"].double().sum()
+    torch.testing.assert_close(mixed, torch.tensor([5111.9584216699, 5232.579083412886], dtype=torch.float64),
+                               rtol=1e-5, atol=0)
+    torch.testing.assert_close(free, torch.tensor(10534.805365849286, dtype=torch.float64), rtol=1e-5, atol=0)
 
 
 def test_pet_only_variant_ignores_the_t1():

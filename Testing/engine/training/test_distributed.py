@@ -1,17 +1,25 @@
-"""DDP helpers: sharding, the single-process context, and two gloo processes training in lockstep."""
+"""DDP helpers: sharding, the single-process context, gloo ranks training as one process, a failing rank."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from M2DiffSlicer.diffusion.gaussian_diffusion import GaussianDiffusion, get_beta_schedule
+from M2DiffSlicer.model.config import model_config
+from M2DiffSlicer.model.unet import build_model
 from M2DiffSlicer.training.distributed import DistContext, init_from_env, shutdown
-from M2DiffSlicer.training.trainer import Trainer
+from M2DiffSlicer.training.config import TrainMode
+from M2DiffSlicer.training.trainer import Trainer, loss_leaves_parameters_unused, regression_loss
 from test_data import write_subjects
 from test_trainer import tiny_config
 
@@ -78,3 +86,104 @@ def test_two_gloo_processes_keep_identical_replicas_that_learn_from_different_ba
     # Only the main rank wrote the run folder.
     assert (tmp_path / "run" / "checkpoints" / "state.pt").is_file()
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
+
+
+# Two networks whose DDP needs differ: M2Diff's diffusion loss reaches every parameter; a regression of the
+# released-code variant (x0 = the PET decoder's) leaves the MRI decoder without a gradient.
+_EQUIVALENCE_CASES = {"m2diff-diffusion": ("m2diff", True), "released-code-regression": ("released-code", False)}
+# Per step, T1 present for each of the 4 samples; at step 1 rank 1's half has no T1 at all.
+_T1_PRESENT = ([True, False, False, True], [True, True, False, False])
+
+
+def _sgd_steps(context: DistContext, variant: str, diffusion_mode: bool) -> dict[str, torch.Tensor]:
+    """Two SGD steps of a tiny network on fixed batches of 4; a rank of `context` takes its half of each."""
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(model_config("tiny", variant), dropout=0.0))
+    with torch.no_grad():  # away from IDDPM's zero-initialised heads, so every layer gets a gradient at once
+        for p in model.parameters():
+            p.normal_(0.0, 0.1)
+    mode = TrainMode.DIFFUSION if diffusion_mode else TrainMode.REGRESSION
+    network = context.wrap(model, loss_leaves_parameters_unused(mode, model.config))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    diffusion = GaussianDiffusion(get_beta_schedule("linear", 100), variance=model.config.variance.value)
+    part = slice(2 * context.rank, 2 * context.rank + 2) if context.distributed else slice(None)
+    for step, present in enumerate(_T1_PRESENT):
+        g = torch.Generator().manual_seed(step)
+        target, ld_pet, t1, noise = (torch.randn(4, 1, 16, 16, generator=g)[part] for _ in range(4))
+        cond = {"ld_pet": ld_pet, "t1": t1, "t1_present": torch.tensor(present)[part]}
+        if diffusion_mode:
+            t = torch.randint(0, 100, (4,), generator=g)[part]
+            loss = diffusion.training_losses(network, target, t, cond, noise=noise)["loss"].mean()
+        else:
+            loss = regression_loss(network, target, cond, g)["loss"].mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.state_dict()
+
+
+def _equivalence_worker(rank: int, world_size: int, port: int, result_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    context = init_from_env("cpu", timeout_s=30.0)  # a rank left waiting in a collective fails instead of hanging
+    states = {name: _sgd_steps(context, *case) for name, case in _EQUIVALENCE_CASES.items()}
+    torch.save(states, Path(result_dir) / f"sgd{rank}.pt")
+    shutdown(context)
+
+
+def test_two_ranks_on_halves_of_a_batch_train_as_one_process_on_the_whole_batch(tmp_path):
+    mp.spawn(_equivalence_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"sgd{r}.pt", weights_only=True) for r in range(2)]
+    torch.set_num_threads(1)
+    for name, case in _EQUIVALENCE_CASES.items():
+        alone = _sgd_steps(DistContext(), *case)
+        for key, value in alone.items():
+            # DDP averages the two half-batch gradients in float32, in another order than one backward over the
+            # batch: rounding differences of ~1e-7 relative, times lr 0.05; a missing average would differ by ~lr.
+            for rank in ranks:
+                torch.testing.assert_close(rank[name][key], value, rtol=1e-5, atol=1e-6, msg=f"{name} {key}")
+
+
+# Run by torchrun as a real `m2diff train` job whose Trainer fails on rank 1 while rank 0 waits in a collective
+# (as it would in DDP's gradient all-reduce) that rank 1 never joins.
+_FAILING_RANK_JOB = """
+import signal
+import sys
+import torch
+import torch.distributed as dist
+import M2DiffSlicer.training.trainer as trainer_module
+from M2DiffSlicer.cli import main
+
+signal.alarm(60)  # safety net: a rank that hangs is gone after a minute, not after the 30-minute timeout
+
+class TrainerFailingOnRank1:
+    def __init__(self, config, context):
+        if context.rank == 1:
+            raise RuntimeError("rank 1 fails")
+        dist.all_reduce(torch.ones(1))
+
+trainer_module.Trainer = TrainerFailingOnRank1
+sys.exit(main(["train", "--device", "cpu", "--out", sys.argv[1]]))
+"""
+
+
+def test_a_failing_rank_ends_the_whole_torchrun_job_within_seconds(tmp_path):
+    script, log = tmp_path / "job.py", tmp_path / "job.log"
+    script.write_text(_FAILING_RANK_JOB)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+               "--master-port", str(_free_port()), str(script), str(tmp_path / "run")]
+    started = time.monotonic()
+    with open(log, "wb") as output:  # a file, not a pipe: a hung rank cannot block reading it
+        job = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            job.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            job.terminate()  # torchrun passes SIGTERM on to its ranks
+            job.wait(timeout=30)
+            pytest.fail("the job was still running 40 s after start: the other rank waited for the failed one")
+    elapsed = time.monotonic() - started
+    assert job.returncode != 0
+    assert "rank 1 fails" in log.read_text()
+    # Most of this is starting three Python processes that import torch; a stall would last the 30 min timeout.
+    assert elapsed < 20, f"{elapsed:.1f} s"
