@@ -96,3 +96,43 @@ def test_target_uses_the_low_dose_scale():
 def test_an_all_zero_pet_is_rejected():
     with pytest.raises(BadInputError):
         pet_scale(np.zeros((4, 4, 4)))
+
+
+def _head_and_neck(spacing: tuple[float, float, float], size_xyz: tuple[int, int, int], brain_centre_mm,
+                   neck: bool, noise: float = 0.25) -> sitk.Image:
+    """An FDG-like phantom in mm coordinates: brain (grey matter 4, white matter 1) inside a warm scalp, and
+    optionally a large neck/shoulder block below and behind it (uptake 0.5: muscle at SUV ~1 against grey
+    matter at ~8)."""
+    grid = sitk.Image(list(size_xyz), sitk.sitkFloat32)
+    grid.SetSpacing(spacing)
+    grid.SetOrigin([-(n - 1) * s / 2 for n, s in zip(size_xyz, spacing)])
+    z, y, x = np.meshgrid(*[np.arange(n) * s - (n - 1) * s / 2 for n, s in zip(size_xyz[::-1], spacing[::-1])],
+                          indexing="ij")
+    bx, by, bz = brain_centre_mm
+    radius = ((x - bx) / 70) ** 2 + ((y - by) / 85) ** 2 + ((z - bz) / 60) ** 2
+    activity = np.where(radius < 1, np.where(radius > 0.55, 4.0, 1.0), 0.0)
+    activity += 0.35 * ((radius >= 1) & (radius < 1.3))  # scalp
+    if neck:
+        activity += 0.5 * ((np.abs(x - bx) < 80) & (np.abs(y - by - 20) < 60) & (z < bz - 75))
+    noisy = np.random.default_rng(0).normal(activity, noise * np.sqrt(activity + 0.05))
+    image = sitk.GetImageFromArray(noisy.astype(np.float32))
+    image.CopyInformation(grid)
+    return image
+
+
+def test_the_model_grid_is_centred_on_the_brain_not_on_a_warm_neck_and_shoulders():
+    from M2DiffSlicer.imaging.model_grid import brain_centre
+
+    spacing = (1.6, 1.6, 2.0)
+    brain = (12.8, -17.6, 40.0)  # off-centre and high in the field of view, on the voxel lattice
+    clinical = _head_and_neck(spacing, (180, 180, 110), brain, neck=True)
+    found = np.asarray(brain_centre(clinical))
+    assert np.abs(found - brain).max() < 3.0  # mm; the centre of all activity lies ~30 mm lower
+    # The same head on a brain-sized grid of the same voxels, no neck: the network sees the same brain
+    # (same place on the model grid, same normalisation); noise-free so that only the field of view differs.
+    brain_sized = _head_and_neck(spacing, (120, 140, 96), (0.0, 0.0, 0.0), neck=False, noise=0.0)
+    assert np.abs(np.asarray(brain_centre(brain_sized))).max() < 3.0
+    on_clinical = prepare_inputs(_head_and_neck(spacing, (180, 180, 110), brain, neck=True, noise=0.0)).pet
+    on_brain_grid = prepare_inputs(brain_sized).pet
+    inside = on_brain_grid > 0.5
+    assert np.abs(on_clinical[inside] - on_brain_grid[inside]).mean() < 0.01 * on_brain_grid[inside].mean()
