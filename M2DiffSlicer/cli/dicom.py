@@ -11,6 +11,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--volume", required=True, help="the enhanced PET (NIfTI, NRRD, ...) on the source's grid")
     parser.add_argument("--source", required=True, help="folder holding the source DICOM PET series")
     parser.add_argument("--out", required=True, metavar="FOLDER", help="new series folder (absent or empty)")
+    parser.add_argument("--volume-units", choices=("BQML", "SUVbw"), default="BQML",
+                        help="what the volume's values are: the source's Bq/ml (default) or SUVbw, which is stored "
+                             "back as Bq/ml through each slice's SUV factor")
     parser.add_argument("--weights", default=None,
                         help="checkpoint path or catalogue id that made the volume, named in DerivationDescription "
                              "(default: the catalogue default)")
@@ -26,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
     source = read_source_series(args.source)
     folder = check_series_destination(args.out)
     files = write_pet_series(read_image(args.volume), source, folder, derivation_text(args.weights),
-                             f"M2DiffSlicer {__version__}")
+                             f"M2DiffSlicer {__version__}", suv_bw=args.volume_units == "SUVbw")
     print(f"dicom: {folder} ({len(files)} slices)")
     return 0

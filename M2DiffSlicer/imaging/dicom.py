@@ -28,6 +28,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 from pydicom.valuerep import format_number_as_ds
 
 from ..errors import BadInputError
+from .suv import suv_bw_factor
 from .volumes import dicom_series_files
 
 PET_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
@@ -111,7 +112,7 @@ def check_series_destination(folder: str | os.PathLike) -> Path:
 
 
 def write_pet_series(image: sitk.Image, source: Sequence[Dataset], folder: str | os.PathLike,
-                     derivation: str, software_version: str) -> list[Path]:
+                     derivation: str, software_version: str, suv_bw: bool = False) -> list[Path]:
     """Write `image` (float, on the source series' grid) as a derived PET series into `folder`, atomically.
 
     :param image: the enhanced volume [z, y, x] on exactly the source's slices (same size, origin per slice,
@@ -120,12 +121,16 @@ def write_pet_series(image: sitk.Image, source: Sequence[Dataset], folder: str |
     :param folder: the new series' folder (absent or empty); written as a temporary sibling, then renamed.
     :param derivation: the DerivationDescription (what made the image: model, version, checksum).
     :param software_version: recorded in SoftwareVersions of the General Equipment module.
+    :param suv_bw: the volume holds SUVbw (as Slicer shows a PET loaded with SUV), not the source's Bq/ml: each
+        slice is divided by its SUVbw factor (imaging.suv) so the series stores Bq/ml like its source.
     :return: the written files, in slice order.
     :raises BadInputError: a grid mismatch or an unusable destination; nothing is left behind.
     """
     folder = check_series_destination(folder)
     _check_geometry(image, source)
     array = sitk.GetArrayFromImage(image).astype(np.float64)
+    if suv_bw:
+        array = np.stack([plane / suv_bw_factor(original) for plane, original in zip(array, source)])
     series_uid = generate_uid()
     now = datetime.datetime.now()
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

@@ -105,3 +105,17 @@ def test_m2diff_dicom_writes_the_same_series_from_a_finished_volume(series, both
     again, first = ds.read_slices(tmp_path / "series"), ds.read_slices(both / "dicom")
     assert [d.pixel_array.tolist() for d in again] == [d.pixel_array.tolist() for d in first]
     assert {d.SeriesInstanceUID for d in again}.isdisjoint({d.SeriesInstanceUID for d in first})
+
+
+def test_m2diff_dicom_stores_a_volume_in_suv_as_the_sources_bq_per_ml(series, both, tmp_path):
+    from M2DiffSlicer.imaging.suv import suv_bw_factor
+
+    factor = suv_bw_factor(ds.read_slices(series["pet"])[0])
+    suv = sitk.ReadImage(str(both / "enhanced.nii.gz")) * factor
+    sitk.WriteImage(suv, str(tmp_path / "suv.nii.gz"))
+    assert main(["dicom", "--volume", str(tmp_path / "suv.nii.gz"), "--source", str(series["pet"]),
+                 "--out", str(tmp_path / "series"), "--volume-units", "SUVbw"]) == 0
+    written = sitk.GetArrayFromImage(read_image(tmp_path / "series"))
+    expected = sitk.GetArrayFromImage(sitk.ReadImage(str(both / "enhanced.nii.gz")))
+    slope = max(float(d.RescaleSlope) for d in ds.read_slices(tmp_path / "series"))
+    assert np.abs(written - expected).max() <= slope
