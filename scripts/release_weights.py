@@ -22,6 +22,10 @@ from M2DiffSlicer.model.catalogue import validate_catalogue
 from M2DiffSlicer.model.checkpoint import load_checkpoint, save_checkpoint
 from M2DiffSlicer.resources import resource_path
 
+# Not a default: runs written before --vlb-weight existed (9919eef) have no such key and were trained with the
+# LossWeights default of that time, IDDPM's hybrid loss (1); today's default is the paper's 0 (LossWeights).
+VLB_WEIGHT_BEFORE_THE_FLAG = 1.0
+
 
 def training_summary(run: Path, best_step: int) -> dict:
     """Data, budget and validation numbers of a run, from its train_config.json and log.jsonl."""
@@ -44,7 +48,7 @@ def training_summary(run: Path, best_step: int) -> dict:
         "t1_dropout": config["t1_dropout"],
         "schedule": config["schedule"],
         "truncate_at": config.get("truncate_at", 0),
-        "vlb_weight": config.get("vlb_weight", 1.0),
+        "vlb_weight": config.get("vlb_weight", VLB_WEIGHT_BEFORE_THE_FLAG),
         "output_loss_weight": config.get("output_loss_weight", 0.0),
         "wall_clock_s": round(records[-1]["elapsed_s"]) if records else 0,
         "hardware": "1 CPU thread shared on a 2-core machine",

@@ -8,7 +8,6 @@ model is any callable honouring the forward contract of docs/DEVELOPING.md.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import math
 from collections.abc import Callable, Mapping
@@ -18,8 +17,9 @@ import numpy as np
 import torch
 
 from ..options import VarianceType
+from .loss_weights import LossWeights  # also imported from here (respace, callers)
 from .losses import gaussian_nll, mean_flat, normal_kl
-from ..options import parse_enum, reject_unknown_fields, unhandled_choice
+from ..options import parse_enum, unhandled_choice
 
 NUM_TIMESTEPS = 1000
 
@@ -73,26 +73,6 @@ def betas_for_alpha_bar(num_timesteps: int, alpha_bar: Callable[[float], float],
     return np.array(betas, dtype=np.float64)
 
 
-@dataclasses.dataclass
-class LossWeights:
-    """Weights of the multi-task loss (paper eq. 9: lambda1 = 0.4, lambda2 = 0.2) and of the VLB term."""
-
-    task: float = 0.4  # lambda1, on each decoder's MSE to the SD-PET
-    consistency: float = 0.2  # lambda2, on MSE(x0_pet, x0_mri)
-    vlb: float = 1.0  # on each decoder's VLB term (bits per dim); IDDPM's hybrid loss with lambda = 0.001 x T
-    output: float = 0.0  # on MSE(x0, output): the decoders' mean that sampling returns; not in the paper
-
-    def to_dict(self) -> dict[str, float]:
-        """JSON-ready copy."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, float]) -> LossWeights:
-        """Inverse of to_dict; unknown keys raise a ValueError."""
-        reject_unknown_fields(cls, values)
-        return cls(**{key: float(value) for key, value in values.items()})
-
-
 def _extract(
     values: np.ndarray, t: torch.Tensor, shape: torch.Size | tuple[int, ...], dtype: torch.dtype
 ) -> torch.Tensor:
@@ -118,7 +98,7 @@ class GaussianDiffusion:
 
     :param betas: float64 [T] noise schedule (see get_beta_schedule).
     :param variance: "learned_range" or "fixed_large".
-    :param loss_weights: multi-task loss weights; the paper's by default.
+    :param loss_weights: multi-task loss weights; the paper's eq. 9 by default (LossWeights(): no VLB term).
     """
 
     def __init__(

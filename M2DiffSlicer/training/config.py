@@ -12,15 +12,17 @@ import enum
 import json
 from pathlib import Path
 
+from ..diffusion.loss_weights import LossWeights
 from ..options import add_dataclass_arguments, dataclass_values, parse_enum, reject_unknown_fields
 
+_PAPER_LOSS = LossWeights()  # the loss weights' defaults, read here rather than repeated
 DEFAULT_GRID_SIZE_XYZ = [96, 112, 96]  # preprocess.ModelGrid's default (x, y, z)
 
 
 class TrainMode(enum.Enum):
     """What the network is trained to do."""
 
-    DIFFUSION = "diffusion"  # M2Diff: x0 prediction from x_t at uniform t, multi-task (+ VLB) loss
+    DIFFUSION = "diffusion"  # M2Diff: x0 prediction from x_t at uniform t, multi-task (+ optional VLB) loss
     REGRESSION = "regression"  # baseline: direct (LD-PET, T1) -> SD-PET with MSE, x_t = 0 and t = 0
 
 
@@ -55,13 +57,13 @@ class TrainConfig:
     ema_rate: float = 0.999
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     t1_dropout: float = 0.3
-    # Weight of the learned-variance VLB terms (LossWeights.vlb; 1 is IDDPM's hybrid loss, the paper's eq. 9 has
-    # none). Their gradients reach the shared network: at 1 the x0 error stopped falling (benchmarks/training), and
+    # Weight of the learned-variance VLB terms (LossWeights.vlb: 0 as in the paper's eq. 9; 1 is IDDPM's hybrid
+    # loss). Their gradients reach the shared network: at 1 the x0 error stopped falling (benchmarks/training), and
     # deterministic DDIM sampling never uses the variance they train (ancestral sampling does).
-    vlb_weight: float = 0.0
+    vlb_weight: float = _PAPER_LOSS.vlb
     # Weight of an extra MSE on the output sampling returns (for M2Diff the mean of its two decoders; not in the
     # paper). The paper's loss fits each decoder and their consistency, which cost the mean 0.8 dB here.
-    output_loss_weight: float = 0.0
+    output_loss_weight: float = _PAPER_LOSS.output
     flip: bool = True
     steps: int = 10000
     log_interval: int = 50

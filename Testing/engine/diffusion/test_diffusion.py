@@ -198,13 +198,14 @@ def test_p_mean_variance_averages_decoder_variances_only_where_t1_is_present():
 # ---- training loss on a hand-checked 2x1x4x4 example ------------------------------------------------------
 
 
-def _loss_example(variance="learned_range", two_decoders=True, t1_present=(True, True)):
+def _loss_example(variance="learned_range", two_decoders=True, t1_present=(True, True), vlb=1.0):
     gen = torch.Generator().manual_seed(7)
     shape = (2, 1, 4, 4)
     x0, noise, x0_pet, x0_mri = (torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(4))
     var_pet, var_mri = (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1 for _ in range(2))
     model = FixedOutputModel(x0_pet, x0_mri if two_decoders else None, var_pet, var_mri if two_decoders else None)
-    diffusion = GaussianDiffusion(get_beta_schedule("linear", T), variance=variance)
+    # vlb 1 (IDDPM's hybrid loss, not the default) so that the VLB terms show in the loss.
+    diffusion = GaussianDiffusion(get_beta_schedule("linear", T), variance=variance, loss_weights=LossWeights(vlb=vlb))
     t = torch.tensor([0, 500])  # t = 0 exercises the Gaussian NLL, t = 500 the KL
     cond = {"ld_pet": torch.zeros(shape), "t1": torch.zeros(shape), "t1_present": torch.tensor(t1_present)}
     terms = diffusion.training_losses(model, x0, t, cond, noise=noise)
@@ -275,6 +276,20 @@ def test_t1_none_makes_every_sample_mri_free():
     assert torch.allclose(none_terms["loss"], 0.4 * terms["mse_pet"] + terms["vb_pet"])
 
 
+@pytest.mark.parametrize("two_decoders", [True, False])
+def test_the_default_loss_is_the_papers_eq_9_without_vlb_terms(two_decoders):
+    terms, diffusion, ex = _loss_example(two_decoders=two_decoders)
+    default = GaussianDiffusion(diffusion.betas, variance=diffusion.variance)
+    paper = default.training_losses(ex["model"], ex["x0"], ex["t"], ex["cond"], noise=ex["noise"])
+    assert default.loss_weights == LossWeights(task=0.4, consistency=0.2, vlb=0.0, output=0.0)
+    assert torch.all(paper["vb_pet"] != 0)  # the terms are computed (and logged), they just do not count
+    if two_decoders:
+        expected = 0.4 * (paper["mse_pet"] + paper["mse_mri"]) + 0.2 * paper["consistency"]
+    else:
+        expected = paper["mse_pet"]
+    assert torch.allclose(paper["loss"], expected, rtol=1e-12)
+
+
 def test_single_decoder_loss_is_its_mse_plus_vlb():
     terms, diffusion, ex = _loss_example(two_decoders=False)
     assert set(terms) == {"loss", "mse_pet", "vb_pet"}
@@ -308,7 +323,7 @@ def test_loss_weights_are_configurable_and_round_trip():
 @pytest.mark.parametrize("two_decoders", [True, False])
 def test_output_weight_adds_the_mse_of_the_output_sampling_uses(two_decoders):
     terms, diffusion, ex = _loss_example(two_decoders=two_decoders)
-    weighted = GaussianDiffusion(diffusion.betas, variance=diffusion.variance, loss_weights=LossWeights(output=2.0))
+    weighted = GaussianDiffusion(diffusion.betas, variance=diffusion.variance, loss_weights=LossWeights(vlb=1.0, output=2.0))
     with_output = weighted.training_losses(ex["model"], ex["x0"], ex["t"], ex["cond"], noise=ex["noise"])
     mean = (ex["x0_pet"] + ex["x0_mri"]) / 2 if two_decoders else ex["x0_pet"]
     mse_output = ((ex["x0"] - mean) ** 2).mean((1, 2, 3))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from M2DiffSlicer.diffusion.loss_weights import LossWeights
 from M2DiffSlicer.model import checkpoint
 from M2DiffSlicer.training.trainer import Trainer, train
 from M2DiffSlicer.training.config import TrainConfig, add_config_arguments, config_from_arguments
@@ -225,6 +226,12 @@ def test_diffusion_started_from_regression_weights_begins_at_the_regression_pred
     # Without the zeroing, the untrained x_t weights would pass the noise through.
     assert not torch.equal(source.ema.pet_encoder.input_blocks[0][0].weight[:, 0],
                            tuned.model.pet_encoder.input_blocks[0][0].weight[:, 0])
+
+
+def test_m2diff_train_and_the_api_train_the_same_default_loss_the_papers(data_dir, tmp_path):
+    defaults = TrainConfig()
+    assert (defaults.vlb_weight, defaults.output_loss_weight) == (LossWeights().vlb, LossWeights().output) == (0, 0)
+    assert Trainer(tiny_config(data_dir, tmp_path)).diffusion.loss_weights == LossWeights()
 
 
 def test_vlb_weight_scales_the_variance_terms_of_the_training_loss(data_dir, tmp_path):
