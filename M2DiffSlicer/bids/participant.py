@@ -23,7 +23,6 @@ import SimpleITK as sitk
 from ..atomic import write_text_atomic
 from ..errors import BadInputError
 from ..model.provenance import weights_provenance
-from ..options import DEFAULT_SAMPLING_STEPS
 from . import derivatives
 from .frames import static_image
 from .layout import PetRun, pet_runs, read_dataset_description, select_participants
@@ -43,12 +42,11 @@ class BidsAppOptions:
     overwrite: bool = False
     uncertainty: bool = False
     frame_window: tuple[float, float] | None = None
-    weights: str | None = None
-    steps: int = DEFAULT_SAMPLING_STEPS
-    device: str = "auto"
-    seed: int = 0
-    batch_size: int = 16
-    threads: int | None = None
+    job_values: dict[str, Any] = dataclasses.field(default_factory=dict)  # job.json keys: weights, steps, ...
+
+    @property
+    def weights(self) -> str | None:
+        return self.job_values.get("weights")
 
 
 def run_participant_level(options: BidsAppOptions, log: Log) -> list[Path]:
@@ -59,6 +57,7 @@ def run_participant_level(options: BidsAppOptions, log: Log) -> list[Path]:
     """
     raw = read_dataset_description(options.bids_dir)
     runs = selected_runs(options)
+    _job(options.output_dir, runs[0], options)  # the enhance options are checked before any file is written
     check_output_dir(options.output_dir, options.bids_dir)
     provenance = weights_provenance(options.weights)
     derivatives.write_dataset_files(options.output_dir, options.bids_dir, raw)
@@ -117,9 +116,7 @@ def _job(work: Path, run: PetRun, options: BidsAppOptions):
     return EnhanceJob.from_dict({
         "pet": str(work / "pet.nii.gz"), "t1": str(run.t1w) if run.t1w else None,
         "output": str(work / "enhanced.nii.gz"), "roi_json": str(work / "roi.json"),
-        "uncertainty_output": str(work / "std.nii.gz") if options.uncertainty else None,
-        "weights": options.weights, "steps": options.steps, "device": options.device, "seed": options.seed,
-        "batch_size": options.batch_size, "threads": options.threads})
+        "uncertainty_output": str(work / "std.nii.gz") if options.uncertainty else None, **options.job_values})
 
 
 def _run_job(job, name: str, log: Log) -> list[str]:

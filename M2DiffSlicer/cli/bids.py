@@ -7,9 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..options import DEFAULT_SAMPLING_STEPS
+from ..enhance.job import EnhanceJob, InferenceOptions, option_fields
+from ..options import add_dataclass_arguments, dataclass_values
 
 LEVELS = ("participant", "group")
+# The enhance settings each participant job takes, as `m2diff enhance` defines them (--nprocs sets threads).
+PATH_OPTIONS = option_fields(EnhanceJob, ("weights",))
+INFERENCE_OPTIONS = option_fields(InferenceOptions, ("steps", "orientations", "device", "seed", "batch_size"))
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -33,11 +37,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="dynamic (4D) PET: average the frames inside [START, END] s from TimeZero")
     parser.add_argument("--uncertainty", action="store_true", help="also write the per-voxel uncertainty map")
     parser.add_argument("--overwrite", action="store_true", help="redo runs whose outputs already exist")
-    parser.add_argument("--weights", default=None, help="checkpoint path or catalogue id (default: catalogue default)")
-    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="sampling steps K")
-    parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=16, help="slices per network call")
+    add_dataclass_arguments(parser, EnhanceJob, PATH_OPTIONS)
+    add_dataclass_arguments(parser, InferenceOptions, INFERENCE_OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
         bids_dir=args.bids_dir, output_dir=args.output_dir, participant_labels=args.participant_label,
         session_labels=args.session_label, work_dir=args.work_dir, overwrite=args.overwrite,
         uncertainty=args.uncertainty, frame_window=tuple(args.frame_window) if args.frame_window else None,
-        weights=args.weights, steps=args.steps, device=args.device, seed=args.seed, batch_size=args.batch_size,
-        threads=args.nprocs)
+        job_values={**dataclass_values(args, PATH_OPTIONS + INFERENCE_OPTIONS), "threads": args.nprocs})
     for path in participant.run_participant_level(options, log=_log):
         print(path)
     return 0

@@ -198,6 +198,11 @@ def test_an_unwritable_output_folder_is_refused(app, tmp_path, capsys, monkeypat
     assert "is not writable" in error and not (tmp_path / "out").exists()
 
 
+def test_an_invalid_enhance_option_is_refused_before_anything_is_written(app, tmp_path, capsys):
+    error = _refused(capsys, app["raw"], tmp_path / "out", "participant", "--steps", "0", "--skip-bids-validation")
+    assert "steps must be an integer >= 1" in error and not (tmp_path / "out").exists()
+
+
 def test_the_input_dataset_itself_is_refused_as_output(app, capsys):
     error = _refused(capsys, app["raw"], app["raw"], "participant", "--skip-bids-validation")
     assert "must not be the BIDS dataset itself" in error
