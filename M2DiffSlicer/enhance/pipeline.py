@@ -29,7 +29,7 @@ from ..imaging import validation
 from ..imaging.atlas import atlas_labels_for_subject
 from ..atomic import temp_path_beside
 from ..model.catalogue import resolve_weights
-from ..model.checkpoint import file_sha256, load_checkpoint
+from ..model.checkpoint import read_checkpoint
 from ..errors import BadInputError, CancelledError, ModelError
 from .job import OUTPUT_FIELDS, EnhanceJob, InferenceOptions
 from .slice_inference import InferenceResult, device_report, resolve_device, run_inference
@@ -292,7 +292,8 @@ def _read_inputs(job: EnhanceJob) -> tuple[sitk.Image, sitk.Image | None, sitk.I
 def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple[Any, Any, ModelGrid, dict]:
     """The network on `device`, the respaced diffusion, the model grid it was trained on, and a summary."""
     path, expected_sha256 = resolve_weights(weights)
-    model, config, meta = load_checkpoint(path, expected_sha256, device)
+    loaded = read_checkpoint(path, expected_sha256, device)  # one read: the sha256 is of the bytes loaded
+    model, config, meta = loaded.model, loaded.config, loaded.meta
     trained = meta.get("train_config", {})
     try:
         grid = ModelGrid(spacing_mm=float(trained.get("grid_spacing_mm", ModelGrid.spacing_mm)),
@@ -304,7 +305,7 @@ def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple
         raise ModelError(f"{path}: unusable training settings in its meta: {error}") from None
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    info = {"path": str(path), "sha256": expected_sha256 or file_sha256(path), "config": config.to_dict(),
+    info = {"path": str(path), "sha256": loaded.sha256, "config": config.to_dict(),
             "trained_steps": meta.get("step")}
     return model, diffusion, grid, _finite(info)
 

@@ -2,12 +2,15 @@
 
 File layout (docs/DEVELOPING.md): `{"format": "m2diff-checkpoint-v1", "config": <ModelConfig JSON>,
 "state_dict": {name: tensor}, "meta": <JSON>}`. Loading uses `torch.load(weights_only=True)`, so a file can hold
-nothing but tensors and plain containers; a tampered file is caught by its sha256 before it is unpickled.
+nothing but tensors and plain containers; a tampered file is caught by its sha256 before it is unpickled. The
+file is read once: the bytes that are hashed are the bytes that are loaded (no window to swap the file between).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -29,8 +32,18 @@ class CheckpointError(ModelError):
     """A checkpoint is missing, unreadable, not ours, for another architecture or not the expected file."""
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint read by read_checkpoint: the rebuilt network and the sha256 of the bytes it came from."""
+
+    model: torch.nn.Module  # eval mode, float32 parameters
+    config: ModelConfig
+    meta: dict[str, Any]
+    sha256: str  # hex
+
+
 def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
+    """Hex sha256 of a file's bytes (for a file that is not loaded here; read_checkpoint hashes what it loads)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -64,38 +77,51 @@ def save_checkpoint(
         "state_dict": state,
         "meta": json.dumps(meta or {}, sort_keys=True),
     }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
     with atomic_path(path) as temp_path:
         with open(temp_path, "wb") as temp:
-            torch.save(payload, temp)
+            temp.write(data)
             temp.flush()
             os.fsync(temp.fileno())
-        sha256 = file_sha256(temp_path)
-    return sha256
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_checkpoint(
     path: str | os.PathLike, expected_sha256: str | None = None, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, ModelConfig, dict[str, Any]]:
-    """Read a checkpoint written by save_checkpoint and rebuild its network.
+    """(network, ModelConfig, meta) of read_checkpoint, for callers that do not need the sha256."""
+    loaded = read_checkpoint(path, expected_sha256, device)
+    return loaded.model, loaded.config, loaded.meta
+
+
+def read_checkpoint(
+    path: str | os.PathLike, expected_sha256: str | None = None, device: str | torch.device = "cpu"
+) -> LoadedCheckpoint:
+    """Read a checkpoint written by save_checkpoint (one read of the file) and rebuild its network.
 
     :param path: the .pt file.
-    :param expected_sha256: if given, the file's sha256 must match (checked before unpickling).
+    :param expected_sha256: if given, the sha256 of the bytes read must match (checked before unpickling them).
     :param device: where the network's parameters go.
-    :return: (network in eval mode with float32 parameters, its ModelConfig, meta dict).
+    :return: the network in eval mode with float32 parameters, its ModelConfig, meta and the bytes' sha256.
     :raises CheckpointError: missing, corrupt/truncated, not an m2diff checkpoint, architecture mismatch or
         sha256 mismatch; the message names the file and the problem.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    if expected_sha256 is not None:
-        actual = file_sha256(path)
-        if actual.lower() != expected_sha256.lower():
-            raise CheckpointError(
-                f"sha256 mismatch for {path}: expected {expected_sha256}, got {actual}; the file was modified or is "
-                "incomplete - reinstall or re-download the weights"
-            )
-    payload = _read_payload(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"{path} is unreadable ({type(error).__name__}: {error})") from None
+    sha256 = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and sha256 != expected_sha256.lower():
+        raise CheckpointError(
+            f"sha256 mismatch for {path}: expected {expected_sha256}, got {sha256}; the file was modified or is "
+            "incomplete - reinstall or re-download the weights"
+        )
+    payload = _read_payload(path, data)
     try:
         config = ModelConfig.from_json(payload["config"])
         meta = json.loads(payload["meta"])
@@ -105,14 +131,14 @@ def load_checkpoint(
     model = build_model(config)
     _check_architecture(path, model.state_dict(), payload["state_dict"])
     model.load_state_dict(payload["state_dict"])  # copies (and casts float16 release weights) into float32
-    return model.to(device).eval(), config, meta
+    return LoadedCheckpoint(model.to(device).eval(), config, meta, sha256)
 
 
-def _read_payload(path: Path) -> dict[str, Any]:
-    """The checked top-level dict of a checkpoint file."""
+def _read_payload(path: Path, data: bytes) -> dict[str, Any]:
+    """The checked top-level dict of the checkpoint bytes `data` read from `path` (named in errors)."""
     try:
         # Tensors are loaded on the CPU: the network is built there and moved afterwards.
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # The weights-only unpickler reports classes it will not build as "Unsupported global"; anything else
         # it cannot parse is damage.

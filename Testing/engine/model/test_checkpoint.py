@@ -1,12 +1,17 @@
-"""Checkpoint round trip (float32 and float16 release weights) and every bad-checkpoint case."""
+"""Checkpoint round trip (float32 and float16 release weights), one read per load, every bad-checkpoint case."""
 
+import builtins
 import fractions
+import io
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from M2DiffSlicer.model.checkpoint import FORMAT, CheckpointError, file_sha256, load_checkpoint, save_checkpoint
+from M2DiffSlicer.model.checkpoint import (
+    FORMAT, CheckpointError, file_sha256, load_checkpoint, read_checkpoint, save_checkpoint,
+)
 from M2DiffSlicer.model.config import model_config
 from M2DiffSlicer.model.unet import build_model
 from M2DiffSlicer.errors import ModelError
@@ -70,6 +75,33 @@ def test_saving_is_atomic_and_leaves_no_temporary_files(tiny, tmp_path):
     save_checkpoint(path, model, config)
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
     assert torch.load(path, weights_only=True)["format"] == FORMAT
+
+
+def _count_reads(monkeypatch) -> list[tuple[Path, str]]:
+    """Record (resolved path, mode) of every open() for reading from now on (builtins.open and io.open)."""
+    reads = []
+    real_open = io.open
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, Path)) and "r" in mode:
+            reads.append((Path(file).resolve(), mode))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(io, "open", counting_open)
+    return reads
+
+
+def test_loading_with_a_sha256_reads_the_file_once_and_hashes_the_bytes_it_loads(tiny, tmp_path, monkeypatch):
+    model, config = tiny
+    path = tmp_path / "model.pt"
+    reads = _count_reads(monkeypatch)
+    sha = save_checkpoint(path, model, config)
+    assert reads == []  # the sha256 comes from the bytes written, not from reading the file back
+    loaded = read_checkpoint(path, expected_sha256=sha.upper())
+    assert reads == [(path.resolve(), "rb")]
+    assert loaded.sha256 == sha == file_sha256(path)
+    assert torch.equal(_outputs(loaded.model), _outputs(model))
 
 
 def _expect_error(path, match, **kwargs):
