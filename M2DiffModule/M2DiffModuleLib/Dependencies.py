@@ -20,7 +20,8 @@ TORCH_REQUIREMENT = ">=2.6"
 
 # The engine's pure-Python/numeric requirements (pyproject.toml [project.dependencies] minus torch and SimpleITK).
 # Slicer ships its own SimpleITK (with Slicer's IO) and torch comes from PyTorchUtils: pip must not replace them.
-ENGINE_REQUIREMENTS = ["numpy>=1.24", "scipy>=1.10", "PyWavelets>=1.4", "nibabel>=5.0", "tqdm>=4.60"]
+ENGINE_REQUIREMENTS = ["numpy>=1.24", "scipy>=1.10", "PyWavelets>=1.4", "nibabel>=5.0", "tqdm>=4.60",
+                       "jsonschema>=4"]
 PACKAGES_TO_SKIP = ["torch", "SimpleITK", "requests"]
 
 

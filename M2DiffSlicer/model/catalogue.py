@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
+
+import jsonschema
 
 from ..errors import ModelError
 from .presets import PRESETS, VARIANTS
@@ -59,24 +60,17 @@ def load_catalogue(path: str | os.PathLike | None = None) -> list[CatalogueEntry
 
 
 def validate_catalogue(data: Any, source: str = "models.json") -> None:
-    """Check catalogue JSON against models-schema.json, then that ids are unique and presets/variants exist.
-
-    Uses the jsonschema package when it is installed (it is a test dependency, not a runtime one); otherwise
-    checks the schema's required keys, types and patterns, which is all the schema uses.
+    """Check catalogue JSON against models-schema.json (jsonschema), then that ids are unique and presets/variants
+    exist.
 
     :raises ModelError: naming the source, the entry and the problem.
     """
     schema = json.loads(resource_path("Models", SCHEMA_FILE).read_text(encoding="utf-8"))
-    try:
-        import jsonschema
-    except ImportError:
-        problems = _schema_problems(data, schema)
-    else:
-        validator = jsonschema.Draft202012Validator(schema)
-        problems = [
-            f"{'/'.join(str(p) for p in error.absolute_path) or '(top level)'}: {error.message}"
-            for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-        ]
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = [
+        f"{'/'.join(str(p) for p in error.absolute_path) or '(top level)'}: {error.message}"
+        for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    ]
     if not problems:
         ids = [item["id"] for item in data]
         problems = [f"duplicate id {model_id!r}" for model_id in sorted({i for i in ids if ids.count(i) > 1})]
@@ -87,36 +81,6 @@ def validate_catalogue(data: Any, source: str = "models.json") -> None:
                 problems.append(f"{index}/variant: unknown variant {item['variant']!r} (known: {', '.join(VARIANTS)})")
     if problems:
         raise ModelError(f"invalid model catalogue {source}: " + "; ".join(problems))
-
-
-_JSON_TYPES = {"array": list, "object": dict, "string": str, "boolean": bool}
-
-
-def _schema_problems(data: Any, schema: dict[str, Any]) -> list[str]:
-    """Problems of `data` under the subset of JSON Schema that models-schema.json uses (no jsonschema)."""
-    if not isinstance(data, list):
-        return ["(top level): the catalogue must be a JSON array"]
-    item_schema = schema["items"]
-    properties = item_schema["properties"]
-    problems = []
-    for index, item in enumerate(data):
-        if not isinstance(item, dict):
-            problems.append(f"{index}: an entry must be a JSON object")
-            continue
-        for key in item_schema["required"]:
-            if key not in item:
-                problems.append(f"{index}: {key!r} is a required property")
-        for key, value in item.items():
-            rule = properties.get(key)
-            if rule is None:
-                problems.append(f"{index}: unknown property {key!r}")
-            elif not isinstance(value, _JSON_TYPES[rule["type"]]):
-                problems.append(f"{index}/{key}: {value!r} is not of type {rule['type']!r}")
-            elif "pattern" in rule and not re.search(rule["pattern"], value):
-                problems.append(f"{index}/{key}: {value!r} does not match {rule['pattern']!r}")
-            elif "minLength" in rule and len(value) < rule["minLength"]:
-                problems.append(f"{index}/{key}: {value!r} is too short")
-    return problems
 
 
 def default_entry(entries: list[CatalogueEntry] | None = None) -> CatalogueEntry:
