@@ -52,23 +52,50 @@ def measure(preset: str, variant: str, train_iters: int, infer_iters: int, threa
 
     from M2DiffSlicer.model.config import model_config
     from M2DiffSlicer.model.unet import build_model
-    from M2DiffSlicer.diffusion.gaussian_diffusion import GaussianDiffusion, get_beta_schedule
 
     settings = SETTINGS[preset]
     config = model_config(preset, variant)
     torch.manual_seed(0)
     model = build_model(config)
+    h, w = settings["shape"]
+    train_s = _train_step_seconds(model, config, settings, train_iters)
+    infer_s = _infer_seconds(model, settings, infer_iters)
+    return {
+        "preset": preset,
+        "variant": variant,
+        "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "slice": f"{h}x{w}",
+        "train_batch": settings["train_batch"],
+        "train_step_s": train_s,
+        "train_iters": train_iters,
+        "infer_batch": settings["infer_batch"],
+        "infer_s_per_slice_step": infer_s / settings["infer_batch"],
+        "infer_iters": infer_iters,
+        # Linux reports ru_maxrss in KiB.
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def _random_batch(n: int, shape: tuple[int, int]):
+    """(x [n, 1, H, W], cond) of uniform noise, with T1 present in ~70 % of the samples."""
+    import torch
+
+    x = torch.rand(n, 1, *shape)
+    cond = {"ld_pet": torch.rand(n, 1, *shape), "t1": torch.rand(n, 1, *shape), "t1_present": torch.rand(n) > 0.3}
+    return x, cond
+
+
+def _train_step_seconds(model, config, settings: dict, iterations: int) -> float:
+    """Median seconds of one full diffusion training step (loss, backward, clipping, Adam)."""
+    import torch
+
+    from M2DiffSlicer.diffusion.gaussian_diffusion import GaussianDiffusion, get_beta_schedule
+
     diffusion = GaussianDiffusion(get_beta_schedule("linear"), variance=config.variance.value)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    h, w = settings["shape"]
-
-    def batch(n: int):
-        x = torch.rand(n, 1, h, w)
-        cond = {"ld_pet": torch.rand(n, 1, h, w), "t1": torch.rand(n, 1, h, w),
-                "t1_present": torch.rand(n) > 0.3}
-        return x, cond
-
-    x0, cond = batch(settings["train_batch"])
+    x0, cond = _random_batch(settings["train_batch"], settings["shape"])
 
     def train_step():
         model.train()
@@ -79,35 +106,25 @@ def measure(preset: str, variant: str, train_iters: int, infer_iters: int, threa
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
-    train_s = _median_seconds(train_step, train_iters)
+    seconds = _median_seconds(train_step, iterations)
     optimizer.zero_grad(set_to_none=True)
+    return seconds
 
-    x_t, infer_cond = batch(settings["infer_batch"])
-    infer_cond["t1_present"] = torch.ones(x_t.shape[0], dtype=torch.bool)
+
+def _infer_seconds(model, settings: dict, iterations: int) -> float:
+    """Median seconds of one batched network evaluation at t = 500 with the T1 present."""
+    import torch
+
+    x_t, cond = _random_batch(settings["infer_batch"], settings["shape"])
+    cond["t1_present"] = torch.ones(x_t.shape[0], dtype=torch.bool)
     t = torch.full((x_t.shape[0],), 500, dtype=torch.long)
     model.eval()
 
     def infer_step():
         with torch.inference_mode():
-            model(x_t, t, infer_cond["ld_pet"], infer_cond["t1"], infer_cond["t1_present"])
+            model(x_t, t, cond["ld_pet"], cond["t1"], cond["t1_present"])
 
-    infer_s = _median_seconds(infer_step, infer_iters)
-    return {
-        "preset": preset,
-        "variant": variant,
-        "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
-        "slice": f"{h}x{w}",
-        "train_batch": settings["train_batch"],
-        "train_step_s": train_s,
-        "train_iters": train_iters,
-        "infer_batch": settings["infer_batch"],
-        "infer_s_per_slice_step": infer_s / x_t.shape[0],
-        "infer_iters": infer_iters,
-        # Linux reports ru_maxrss in KiB.
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
+    return _median_seconds(infer_step, iterations)
 
 
 def markdown(results: list[dict]) -> str:
@@ -123,6 +140,19 @@ def markdown(results: list[dict]) -> str:
             f"{r['peak_rss_gb']:.2f} |"
         )
     return "\n".join(lines)
+
+
+def _measure_in_subprocess(preset: str, args: argparse.Namespace) -> dict:
+    """`measure` of one preset in a fresh process (`--one`), so that its peak memory is its own."""
+    command = [sys.executable, __file__, "--one", preset, "--variant", args.variant]
+    for flag, value in (("--train-iters", args.train_iters), ("--infer-iters", args.infer_iters),
+                        ("--threads", args.threads)):
+        if value:
+            command += [flag, str(value)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    print(f"measured {preset}", file=sys.stderr)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,16 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
-    results = []
-    for preset in args.presets:
-        command = [sys.executable, __file__, "--one", preset, "--variant", args.variant]
-        for flag, value in (("--train-iters", args.train_iters), ("--infer-iters", args.infer_iters),
-                            ("--threads", args.threads)):
-            if value:
-                command += [flag, str(value)]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results.append(json.loads(output.strip().splitlines()[-1]))
-        print(f"measured {preset}", file=sys.stderr)
+    results = [_measure_in_subprocess(preset, args) for preset in args.presets]
     report = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
               "results": results}
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

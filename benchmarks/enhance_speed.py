@@ -82,57 +82,85 @@ def matmul_gflops(dtype_name: str, size: int = 1024, iterations: int = 10) -> fl
     return 2 * size**3 * iterations / (time.perf_counter() - start) / 1e9
 
 
+SHAPES = {"axial": (112, 96), "coronal": (96, 96), "sagittal": (96, 112)}  # the model grid's slices
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="small")
-    parser.add_argument("--steps", type=int, nargs="+", default=[1, 10])
-    parser.add_argument("--lever-iterations", type=int, default=2)
-    parser.add_argument("--skip-end-to-end", action="store_true")
-    parser.add_argument("--json", default=None, help="also write the numbers here")
-    args = parser.parse_args()
-
-    import SimpleITK as sitk
+    args = _parser().parse_args()
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
-    from M2DiffSlicer.model.checkpoint import save_checkpoint
     from M2DiffSlicer.model.config import model_config
     from M2DiffSlicer.model.unet import build_model
-    from M2DiffSlicer.imaging.orientation import Orientation
-    from M2DiffSlicer.enhance.slice_inference import sampled_slice_indices
-    from M2DiffSlicer.imaging.model_grid import ModelGrid, prepare_inputs
 
     results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                  "torch": torch.__version__, "threads": torch.get_num_threads(),
                                  "load_avg_at_start": os.getloadavg()}, "preset": args.preset}
     config = model_config(args.preset)
     model = build_model(config).eval()
-    grid = ModelGrid()
+    results["slices"] = sample_slice_counts()  # 3.
+    flops = slice_step_flops(model)  # 4.
+    results["flops"] = flops_report(flops, results["slices"]["sampled"])
+    results["levers"] = levers(model, flops["axial"], args.lever_iterations)  # 2.
+    results["end_to_end"] = [] if args.skip_end_to_end else end_to_end(model, config, args.preset, args.steps)  # 1.
+    results["machine"]["load_avg_at_end"] = os.getloadavg()
+    print_report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
-    # 3. empty-slice skipping on the sample brain
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--lever-iterations", type=int, default=2)
+    parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--json", default=None, help="also write the numbers here")
+    return parser
+
+
+def sample_slice_counts() -> dict:
+    """Empty-slice skipping on the sample brain: {"sampled": {orientation: n}, "all": {orientation: n}}."""
+    import SimpleITK as sitk
+
+    from M2DiffSlicer.enhance.slice_inference import sampled_slice_indices
+    from M2DiffSlicer.imaging.model_grid import ModelGrid, prepare_inputs
+    from M2DiffSlicer.imaging.orientation import Orientation
+
     sample = REPO / "Resources" / "SampleData" / "sub-0007"
-    prepared = prepare_inputs(sitk.ReadImage(str(sample / "pet_ld_drf100.nii.gz")), None, None, grid)
-    sampled = {o.value: int(len(sampled_slice_indices(prepared.pet, o))) for o in Orientation}
-    total = {o.value: int(prepared.pet.shape[o.axis]) for o in Orientation}
-    results["slices"] = {"sampled": sampled, "all": total}
+    prepared = prepare_inputs(sitk.ReadImage(str(sample / "pet_ld_drf100.nii.gz")), None, None, ModelGrid())
+    return {"sampled": {o.value: int(len(sampled_slice_indices(prepared.pet, o))) for o in Orientation},
+            "all": {o.value: int(prepared.pet.shape[o.axis]) for o in Orientation}}
 
-    # 4. FLOPs per volume vs the matmul peak
-    shapes = {"axial": (112, 96), "coronal": (96, 96), "sagittal": (96, 112)}
+
+def slice_step_flops(model) -> dict[str, int]:
+    """FLOPs of one network evaluation of one slice, per orientation (torch.utils.flop_counter)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
     flops = {}
-    for name, shape in shapes.items():
+    for name, shape in SHAPES.items():
         x = torch.randn(1, 1, *shape)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x, torch.full((1,), 500, dtype=torch.long), x, x, None)
         flops[name] = counter.get_total_flops()
-    per_step_volume = sum(flops[o] * sampled[o] for o in shapes)
-    peak = {"float32": matmul_gflops("float32"), "bfloat16": matmul_gflops("bfloat16")}
-    results["flops"] = {"gflop_per_slice_step": {k: round(v / 1e9, 3) for k, v in flops.items()},
-                        "gflop_per_volume_per_step": round(per_step_volume / 1e9, 1),
-                        "matmul_peak_gflops": {k: round(v, 1) for k, v in peak.items()},
-                        "seconds_per_step_at_fp32_peak": round(per_step_volume / 1e9 / peak["float32"], 1)}
+    return flops
 
-    # 2. levers on the network alone (axial slices)
-    levers = []
+
+def flops_report(flops: dict[str, int], sampled: dict[str, int]) -> dict:
+    """FLOPs per volume and step against the measured matmul peaks (float32, bfloat16)."""
+    per_step_volume = sum(flops[o] * sampled[o] for o in SHAPES)
+    peak = {"float32": matmul_gflops("float32"), "bfloat16": matmul_gflops("bfloat16")}
+    return {"gflop_per_slice_step": {k: round(v / 1e9, 3) for k, v in flops.items()},
+            "gflop_per_volume_per_step": round(per_step_volume / 1e9, 1),
+            "matmul_peak_gflops": {k: round(v, 1) for k, v in peak.items()},
+            "seconds_per_step_at_fp32_peak": round(per_step_volume / 1e9 / peak["float32"], 1)}
+
+
+def levers(model, axial_flops: int, iterations: int) -> list[dict]:
+    """ms per axial slice-step for batch sizes and torch threads, and bf16 / channels-last at batch 16."""
+    import torch
+
+    rows = []
     threads_before = torch.get_num_threads()
     for threads in sorted({1, threads_before}):
         torch.set_num_threads(threads)
@@ -141,46 +169,48 @@ def main() -> None:
                 for channels_last in (False, True):
                     if (batch != 16 or threads != threads_before) and (bf16 or channels_last):
                         continue  # the precision/layout levers are measured at the default batch and threads
-                    seconds = slice_step_seconds(model, shapes["axial"], batch, bf16, channels_last,
-                                                 args.lever_iterations)
-                    levers.append({"threads": threads, "batch": batch, "bf16": bf16, "channels_last": channels_last,
-                                   "ms_per_slice_step": round(1000 * seconds, 1),
-                                   "achieved_gflops": round(flops["axial"] / seconds / 1e9, 1)})
-                    print(levers[-1], flush=True)
+                    seconds = slice_step_seconds(model, SHAPES["axial"], batch, bf16, channels_last, iterations)
+                    rows.append({"threads": threads, "batch": batch, "bf16": bf16, "channels_last": channels_last,
+                                 "ms_per_slice_step": round(1000 * seconds, 1),
+                                 "achieved_gflops": round(axial_flops / seconds / 1e9, 1)})
+                    print(rows[-1], flush=True)
     torch.set_num_threads(threads_before)
-    results["levers"] = levers
+    return rows
 
-    # 1. end to end
+
+def end_to_end(model, config, preset: str, steps: list[int]) -> list[dict]:
+    """`m2diff enhance` on the sample for each K in `steps`, with the model's (untrained) weights saved."""
+    from M2DiffSlicer.model.checkpoint import save_checkpoint
+
     runs = []
-    if not args.skip_end_to_end:
-        with tempfile.TemporaryDirectory() as folder:
-            folder = Path(folder)
-            weights = folder / f"{args.preset}.pt"
-            save_checkpoint(weights, model, config, meta={"step": 0, "note": "untrained, for timing"})
-            for steps in args.steps:
-                runs.append(run_enhance(weights, steps, folder, []))
-                print(runs[-1], flush=True)
-    results["end_to_end"] = runs
-    results["machine"]["load_avg_at_end"] = os.getloadavg()
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        weights = folder / f"{preset}.pt"
+        save_checkpoint(weights, model, config, meta={"step": 0, "note": "untrained, for timing"})
+        for k in steps:
+            runs.append(run_enhance(weights, k, folder, []))
+            print(runs[-1], flush=True)
+    return runs
 
-    print(f"\n## m2diff enhance, {args.preset} preset, sample 2 mm brain, 3 orientations, batch 16\n")
+
+def print_report(results: dict) -> None:
+    """The numbers as Markdown tables."""
+    runs, f, machine = results["end_to_end"], results["flops"], results["machine"]
+    print(f"\n## m2diff enhance, {results['preset']} preset, sample 2 mm brain, 3 orientations, batch 16\n")
     print("| K steps | wall s | peak RSS GB | sampling s |")
     print("|---|---|---|---|")
     for run in runs:
         print(f"| {run['steps']} | {run['wall_s']} | {run['peak_rss_gb']} | {run['timings_s'].get('infer_and_fuse')} |")
-    f = results["flops"]
-    print(f"\nslices sampled {sampled} of {total}; {f['gflop_per_volume_per_step']} GFLOP per volume per step; "
+    print(f"\nslices sampled {results['slices']['sampled']} of {results['slices']['all']}; "
+          f"{f['gflop_per_volume_per_step']} GFLOP per volume per step; "
           f"matmul peak {f['matmul_peak_gflops']} GFLOP/s -> {f['seconds_per_step_at_fp32_peak']} s per step at "
           "the fp32 peak")
     print("\n| threads | batch | bf16 | channels_last | ms / slice-step | GFLOP/s |")
     print("|---|---|---|---|---|---|")
-    for lever in levers:
+    for lever in results["levers"]:
         print(f"| {lever['threads']} | {lever['batch']} | {lever['bf16']} | {lever['channels_last']} | "
               f"{lever['ms_per_slice_step']} | {lever['achieved_gflops']} |")
-    machine = results["machine"]
     print(f"\nload average start/end: {machine['load_avg_at_start']} / {machine['load_avg_at_end']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -219,7 +219,39 @@ def choose_filters(val_subjects: list[Subject], drf: int) -> dict:
     return {"gaussian_fwhm_mm": fwhm, "guided_radius_mm": radius, "guided_epsilon": epsilon}
 
 
+# label: (run folder under --runs, use the T1, bf16 + channels-last)
+NETWORKS = {
+    "Regression UNet (LD-PET + T1)": ("regression", True, False),
+    "V1 diffusion (PET only)": ("v1", True, False),
+    "V2 diffusion (PET + T1 concatenated)": ("v2", True, False),
+    "M2Diff": ("m2diff", True, False),
+    "M2Diff without T1 (MRI-free)": ("m2diff", False, False),
+}
+FAST_ROW = {"M2Diff, bf16 + channels-last": ("m2diff", True, True)}
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    test, val = _load_subjects(args)
+    cached = _ScoreCache(args.cache / "scores.json")
+    networks = {**NETWORKS, **(FAST_ROW if args.fast_row else {})}
+    report: dict = {"subjects": [s.name for s in test], "validation_subjects": [s.name for s in val],
+                    "registration_error_mm": {s.name: s.registration_error_mm for s in test},
+                    "steps": args.steps, "orientations": list(args.orientations), "drf": {}}
+    for drf in args.drf:
+        report["drf"][str(drf)] = _drf_block(args, drf, test, val, networks, cached)
+    sweep = _steps_sweep(args, test, cached)
+    if sweep is not None:
+        report["steps_sweep"] = sweep
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.json").write_text(json.dumps(report, indent=1))
+    (args.out / "quality.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--test", type=Path, required=True, help="folder of held-out sub-* folders")
     parser.add_argument("--val", type=Path, required=True, help="folder of validation sub-* folders (filter tuning)")
@@ -243,83 +275,92 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/results/cache"),
                         help="scores and registrations already computed")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    orientations = tuple(args.orientations)
+    return parser
 
+
+def _load_subjects(args: argparse.Namespace) -> tuple[list[Subject], list[Subject]]:
+    """(test, validation) subjects, registered (or their registration read from --cache)."""
     test_folders = sorted(p for p in args.test.iterdir() if p.name.startswith("sub-"))[: args.subjects]
     val_folders = sorted(p for p in args.val.iterdir() if p.name.startswith("sub-"))
     if len(test_folders) < 2:
         raise SystemExit("need at least 2 held-out subjects for paired t-tests")
     print(f"loading and registering {len(test_folders)} test + {len(val_folders)} validation subjects", flush=True)
     args.cache.mkdir(parents=True, exist_ok=True)
-    test = [load_subject(f, args.drf, args.cache) for f in test_folders]
-    val = [load_subject(f, args.drf, args.cache) for f in val_folders]
-    cached = _ScoreCache(args.cache / "scores.json")
+    return ([load_subject(f, args.drf, args.cache) for f in test_folders],
+            [load_subject(f, args.drf, args.cache) for f in val_folders])
 
-    networks = {  # label: (run, use T1, fast)
-        "Regression UNet (LD-PET + T1)": ("regression", True, False),
-        "V1 diffusion (PET only)": ("v1", True, False),
-        "V2 diffusion (PET + T1 concatenated)": ("v2", True, False),
-        "M2Diff": ("m2diff", True, False),
-        "M2Diff without T1 (MRI-free)": ("m2diff", False, False),
+
+def _drf_block(args: argparse.Namespace, drf: int, test: list[Subject], val: list[Subject], networks: dict,
+               cached: _ScoreCache) -> dict:
+    """One DRF's table: filters chosen on `val`, every method scored on `test`, t-tests against M2Diff."""
+    chosen = choose_filters(val, drf)
+    print(f"DRF {drf}: filters chosen on validation subjects: {chosen}", flush=True)
+    methods = _classical_methods(drf, chosen)
+    keys: dict[str, str] = {}
+    if args.network_drf is None or drf in args.network_drf:
+        network_methods, keys = _network_methods(args, drf, networks)
+        methods.update(network_methods)
+    rows = {}
+    for label, method in methods.items():
+        started = time.perf_counter()
+        key = f"{label}|{keys.get(label, json.dumps(chosen, sort_keys=True))}|drf{drf}"
+        if args.cached_only and not all(cached.has(f"{key}|{s.name}") for s in test):
+            print(f"  {label}: not scored on every subject at DRF {drf} (--cached-only): left out", flush=True)
+            continue
+        rows[label] = [cached.get(f"{key}|{s.name}", lambda s=s: score(method(s), s)) for s in test]
+        print(f"  {label}: {_summary(rows[label])} ({time.perf_counter() - started:.0f} s)", flush=True)
+    return {"filters": chosen, "per_subject": rows, "ttest_vs_m2diff": _ttests(rows)}
+
+
+def _classical_methods(drf: int, chosen: dict) -> dict:
+    """label: subject -> [z, y, x] prediction, for the LD input and the two classical filters."""
+    def ld(s: Subject) -> np.ndarray:
+        return sitk.GetArrayFromImage(s.ld[drf])
+
+    def spacing(s: Subject) -> tuple[float, ...]:
+        return s.ld[drf].GetSpacing()[::-1]
+
+    return {
+        "LD input": ld,
+        f"Gaussian post-filter (FWHM {chosen['gaussian_fwhm_mm']:g} mm)": lambda s: gaussian_postfilter(
+            ld(s), chosen["gaussian_fwhm_mm"], spacing(s)),
+        "MR-guided filter": lambda s: guided_filter(
+            ld(s), s.t1_on_pet, chosen["guided_radius_mm"], chosen["guided_epsilon"], spacing(s)),
     }
-    if args.fast_row:
-        networks["M2Diff, bf16 + channels-last"] = ("m2diff", True, True)
-    report: dict = {"subjects": [s.name for s in test], "validation_subjects": [s.name for s in val],
-                    "registration_error_mm": {s.name: s.registration_error_mm for s in test},
-                    "steps": args.steps, "orientations": list(orientations), "drf": {}}
-    for drf in args.drf:
-        chosen = choose_filters(val, drf)
-        print(f"DRF {drf}: filters chosen on validation subjects: {chosen}", flush=True)
-        keys = {}
-        methods = {
-            "LD input": lambda s, d=drf: sitk.GetArrayFromImage(s.ld[d]),
-            f"Gaussian post-filter (FWHM {chosen['gaussian_fwhm_mm']:g} mm)": lambda s, d=drf: gaussian_postfilter(
-                sitk.GetArrayFromImage(s.ld[d]), chosen["gaussian_fwhm_mm"], s.ld[d].GetSpacing()[::-1]),
-            "MR-guided filter": lambda s, d=drf: guided_filter(
-                sitk.GetArrayFromImage(s.ld[d]), s.t1_on_pet, chosen["guided_radius_mm"], chosen["guided_epsilon"],
-                s.ld[d].GetSpacing()[::-1]),
-        }
-        for label, (run, use_t1, fast) in networks.items():
-            if args.network_drf is not None and drf not in args.network_drf:
-                break
-            checkpoint = args.runs / run / "checkpoints" / "best.pt"
-            if not checkpoint.exists():
-                print(f"  skipping {label}: {checkpoint} not found", flush=True)
-                continue
-            network = NetworkMethod(checkpoint, args.steps, use_t1, orientations, fast)
-            methods[label] = lambda s, d=drf, n=network: n(s, d, seed=0)
-            keys[label] = (f"{network.sha256[:16]}-steps{network.steps}-{'-'.join(orientations)}"
-                           + ("-fast" if fast else ""))
-        rows = {}
-        for label, method in methods.items():
-            started = time.perf_counter()
-            key = f"{label}|{keys.get(label, json.dumps(chosen, sort_keys=True))}|drf{drf}"
-            if args.cached_only and not all(cached.has(f"{key}|{s.name}") for s in test):
-                print(f"  {label}: not scored on every subject at DRF {drf} (--cached-only): left out", flush=True)
-                continue
-            rows[label] = [cached.get(f"{key}|{s.name}", lambda s=s: score(method(s), s)) for s in test]
-            print(f"  {label}: {_summary(rows[label])} ({time.perf_counter() - started:.0f} s)", flush=True)
-        report["drf"][str(drf)] = {"filters": chosen, "per_subject": rows, "ttest_vs_m2diff": _ttests(rows)}
+
+
+def _network_methods(args: argparse.Namespace, drf: int, networks: dict) -> tuple[dict, dict[str, str]]:
+    """(label: subject -> prediction, label: cache key of its weights and settings) of the runs found."""
+    orientations = tuple(args.orientations)
+    methods, keys = {}, {}
+    for label, (run, use_t1, fast) in networks.items():
+        checkpoint = args.runs / run / "checkpoints" / "best.pt"
+        if not checkpoint.exists():
+            print(f"  skipping {label}: {checkpoint} not found", flush=True)
+            continue
+        network = NetworkMethod(checkpoint, args.steps, use_t1, orientations, fast)
+        methods[label] = lambda s, n=network: n(s, drf, seed=0)
+        keys[label] = (f"{network.sha256[:16]}-steps{network.steps}-{'-'.join(orientations)}"
+                       + ("-fast" if fast else ""))
+    return methods, keys
+
+
+def _steps_sweep(args: argparse.Namespace, test: list[Subject], cached: _ScoreCache) -> dict | None:
+    """M2Diff scored at each --sweep step count on the first --sweep-subjects (None without a sweep or weights)."""
     m2diff_checkpoint = args.runs / "m2diff" / "checkpoints" / "best.pt"
-    if args.sweep and m2diff_checkpoint.exists():
-        drf = args.drf[0]
-        sweep = {}
-        sweep_orientations = tuple(args.sweep_orientations or orientations)
-        for steps in args.sweep:
-            network = NetworkMethod(m2diff_checkpoint, steps, True, sweep_orientations)
-            key = f"M2Diff|{network.sha256[:16]}-steps{network.steps}-{'-'.join(sweep_orientations)}|drf{drf}"
-            sweep[str(steps)] = [cached.get(f"{key}|{s.name}", lambda s=s, n=network: score(n(s, drf, seed=0), s))
-                                 for s in test[: args.sweep_subjects]]
-            print(f"  M2Diff {steps} steps: {_summary(sweep[str(steps)])}", flush=True)
-        report["steps_sweep"] = {"drf": drf, "subjects": [s.name for s in test[: args.sweep_subjects]],
-                                 "orientations": list(sweep_orientations), "rows": sweep}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality.json").write_text(json.dumps(report, indent=1))
-    (args.out / "quality.md").write_text(markdown(report))
-    print(markdown(report))
-    return 0
+    if not args.sweep or not m2diff_checkpoint.exists():
+        return None
+    drf = args.drf[0]
+    subjects = test[: args.sweep_subjects]
+    orientations = tuple(args.sweep_orientations or args.orientations)
+    sweep = {}
+    for steps in args.sweep:
+        network = NetworkMethod(m2diff_checkpoint, steps, True, orientations)
+        key = f"M2Diff|{network.sha256[:16]}-steps{network.steps}-{'-'.join(orientations)}|drf{drf}"
+        sweep[str(steps)] = [cached.get(f"{key}|{s.name}", lambda s=s, n=network: score(n(s, drf, seed=0), s))
+                             for s in subjects]
+        print(f"  M2Diff {steps} steps: {_summary(sweep[str(steps)])}", flush=True)
+    return {"drf": drf, "subjects": [s.name for s in subjects], "orientations": list(orientations), "rows": sweep}
 
 
 class _ScoreCache:

@@ -34,21 +34,32 @@ def main(argv: list[str] | None = None) -> int:
     folders = sorted(p for p in args.test.iterdir() if p.name.startswith("sub-"))
     args.cache.mkdir(parents=True, exist_ok=True)
     subjects = [quality.load_subject(f, [100], args.cache) for f in folders]
-    rows = {}
-    for fwhm in args.fwhm:
-        regions, lobes, reference = [], [], []
-        for subject in subjects:
-            spacing = subject.ld[100].GetSpacing()[::-1]
-            blurred = gaussian_postfilter(subject.sd, fwhm, spacing)
-            regions.append(quality.mean_abs_suvr_bias(blurred, subject, subject.labels))
-            lobes.append(quality.mean_abs_suvr_bias(blurred, subject, subject.lobes))
-            inside = subject.labels == subject.reference_label
-            reference.append(100.0 * (blurred[inside].mean() / subject.sd[inside].mean() - 1.0))
-        rows[f"{fwhm:g}"] = {"suvr_abs_bias_pct": float(np.mean(regions)),
-                             "suvr_abs_bias_lobar_pct": float(np.mean(lobes)),
-                             "reference_mean_change_pct": float(np.mean(reference))}
-        print(f"FWHM {fwhm:g} mm: {rows[f'{fwhm:g}']}", flush=True)
+    rows = {f"{fwhm:g}": blur_row(subjects, fwhm) for fwhm in args.fwhm}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "suvr_resolution.json").write_text(json.dumps({"subjects": [s.name for s in subjects], "rows": rows},
+                                                              indent=1))
+    (args.out / "suvr_resolution.md").write_text(markdown(subjects, rows))
+    return 0
 
+
+def blur_row(subjects: list[quality.Subject], fwhm: float) -> dict[str, float]:
+    """Mean SUVR biases of the SD-PET blurred by `fwhm` mm against itself, and the reference region's change (%)."""
+    regions, lobes, reference = [], [], []
+    for subject in subjects:
+        spacing = subject.ld[100].GetSpacing()[::-1]
+        blurred = gaussian_postfilter(subject.sd, fwhm, spacing)
+        regions.append(quality.mean_abs_suvr_bias(blurred, subject, subject.labels))
+        lobes.append(quality.mean_abs_suvr_bias(blurred, subject, subject.lobes))
+        inside = subject.labels == subject.reference_label
+        reference.append(100.0 * (blurred[inside].mean() / subject.sd[inside].mean() - 1.0))
+    row = {"suvr_abs_bias_pct": float(np.mean(regions)), "suvr_abs_bias_lobar_pct": float(np.mean(lobes)),
+           "reference_mean_change_pct": float(np.mean(reference))}
+    print(f"FWHM {fwhm:g} mm: {row}", flush=True)
+    return row
+
+
+def markdown(subjects: list[quality.Subject], rows: dict[str, dict[str, float]]) -> str:
+    """The rows (keyed by FWHM) as a Markdown table under a line naming the subjects and the reference region."""
     reference_name = subjects[0].names[subjects[0].reference_label]
     lines = [f"SD-PET blurred by a Gaussian, scored against the SD-PET ({len(subjects)} subjects: "
              f"{', '.join(s.name for s in subjects)}; reference region {reference_name}).",
@@ -56,11 +67,7 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|"]
     lines += [f"| {fwhm} | {r['suvr_abs_bias_pct']:.2f} | {r['suvr_abs_bias_lobar_pct']:.2f} | "
               f"{r['reference_mean_change_pct']:+.2f} |" for fwhm, r in rows.items()]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "suvr_resolution.json").write_text(json.dumps({"subjects": [s.name for s in subjects], "rows": rows},
-                                                              indent=1))
-    (args.out / "suvr_resolution.md").write_text("\n".join(lines) + "\n")
-    return 0
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -49,14 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="Markdown table (a .json with the raw numbers is written beside)")
     args = parser.parse_args(argv)
     table = {run.name: errors_by_timestep(run, args.timesteps, args.threads) for run in args.runs}
-    lines = ["Validation x0 MSE (best.pt, fixed batches and noise) per timestep t; regression: its single number.", "",
-             "| run | " + " | ".join(f"t = {t}" for t in args.timesteps) + " | largest t without T1 |",
-             "|---|" + "---|" * (len(args.timesteps) + 1)]
-    for name, rows in table.items():
-        cells = [f"{rows[t]['val_mse']:.3g}" if t in rows else "" for t in args.timesteps]
-        free = rows[max(rows)]["val_mse_mri_free"]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {free:.3g} |")
-    text = "\n".join(lines) + "\n"
+    text = markdown(table, args.timesteps)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         args.out.with_suffix(".json").write_text(json.dumps(
             {name: {str(t): v for t, v in rows.items()} for name, rows in table.items()}, indent=1))
     return 0
+
+
+def markdown(table: dict[str, dict[int, dict[str, float]]], timesteps: list[int]) -> str:
+    """One row per run: val_mse at each timestep it was scored at, and its MRI-free error at its largest one."""
+    lines = ["Validation x0 MSE (best.pt, fixed batches and noise) per timestep t; regression: its single number.", "",
+             "| run | " + " | ".join(f"t = {t}" for t in timesteps) + " | largest t without T1 |",
+             "|---|" + "---|" * (len(timesteps) + 1)]
+    for name, rows in table.items():
+        cells = [f"{rows[t]['val_mse']:.3g}" if t in rows else "" for t in timesteps]
+        free = rows[max(rows)]["val_mse_mri_free"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {free:.3g} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
