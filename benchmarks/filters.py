@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from M2DiffSlicer.imaging.smoothing import FWHM_PER_SIGMA
+
 
 def gaussian_postfilter(pet: np.ndarray, fwhm_mm: float, spacing_zyx: Sequence[float]) -> np.ndarray:
     """Gaussian smoothing of `pet` with an isotropic FWHM in mm (the usual clinical post-filter)."""
@@ -17,7 +19,7 @@ def gaussian_postfilter(pet: np.ndarray, fwhm_mm: float, spacing_zyx: Sequence[f
         raise ValueError(f"fwhm_mm must be >= 0, got {fwhm_mm}")
     if fwhm_mm == 0:
         return np.asarray(pet, dtype=np.float32).copy()
-    sigma_voxels = [fwhm_mm / 2.3548 / s for s in spacing_zyx]
+    sigma_voxels = [fwhm_mm / FWHM_PER_SIGMA / s for s in spacing_zyx]
     return ndimage.gaussian_filter(np.asarray(pet, dtype=np.float32), sigma_voxels, mode="nearest")
 
 
