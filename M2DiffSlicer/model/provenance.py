@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 from .catalogue import load_catalogue, resolve_weights
-from .checkpoint import file_sha256
 
 
 def weights_provenance(weights: str | os.PathLike | None = None) -> dict[str, str | None]:
@@ -16,7 +15,11 @@ def weights_provenance(weights: str | os.PathLike | None = None) -> dict[str, st
     :raises ModelError: as resolve_weights.
     """
     path, expected = resolve_weights(weights)
-    sha256 = expected or file_sha256(path)
+    if expected is None:
+        from .checkpoint import file_sha256  # imports torch: only for a file given by path, not a catalogue id
+
+        expected = file_sha256(path)
+    sha256 = expected
     entry = next((e for e in load_catalogue() if e.sha256 == sha256), None)
     return {"id": entry.id if entry else None, "version": entry.version if entry else None, "sha256": sha256,
             "file": Path(path).name}
