@@ -140,6 +140,22 @@ def test_every_parameter_gets_a_finite_gradient_even_when_no_sample_has_a_t1(var
         assert torch.isfinite(parameter.grad).all(), name
 
 
+@pytest.mark.parametrize("variant", ["m2diff", "released-code", "v2", "v3", "v4"])
+def test_the_forward_pass_never_reads_a_tensor_value_on_the_host(variant, monkeypatch):
+    # On a GPU each such read (bool(), .item(), .tolist()) waits for the queued kernels: a sync per call.
+    model = tiny_model(variant)
+    batch = inputs(n=2)
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("the forward pass read a tensor value on the host")
+
+    for name in ("__bool__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    with torch.no_grad():
+        model(**batch, t1_present=torch.tensor([True, False]))
+        model(**batch, t1_present=torch.tensor([False, False]))
+
+
 def test_the_shipped_checkpoint_gives_the_outputs_recorded_before_the_mri_branch_always_ran():
     # Recorded with the earlier network, which skipped E2 for a batch without T1 (`present.any()`): loading is
     # unchanged and so are both modes. rtol 1e-5: float32 sums of 10^4 pixels in another thread count's order.
