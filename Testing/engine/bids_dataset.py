@@ -1,8 +1,8 @@
 """A small, valid PET-BIDS dataset from the bundled simulated subject (sub-0007), for the BIDS App tests.
 
 sub-01 has a session (ses-01) with an FDG PET and a T1w; sub-02 has a PET only (no session, MRI-free). The
-volumes are the simulated subject's LD-PET (sub-02: its SD-PET, standing in for a second scan) and T1,
-resampled to 4 mm so a tiny-model enhance takes seconds.
+volumes are the simulated subject's LD-PET and T1, resampled to 4 mm (sub-02: the LD-PET at 5 mm, standing in
+for a second scan) so a tiny-model enhance takes seconds.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ FDG_SIDECAR = {
 }
 
 
-def _sample(name: str) -> sitk.Image:
+def _sample(name: str, spacing_mm: tuple[float, float, float] = SPACING_MM) -> sitk.Image:
     return sb.resample_to_spacing(sitk.ReadImage(str(resource_path(*SUBJECT, f"{name}.nii.gz")), sitk.sitkFloat32),
-                                  SPACING_MM)
+                                  spacing_mm)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -57,6 +57,6 @@ def build_dataset(root: Path) -> Path:
     _write_json(pet01.with_name(pet01.name + ".json"), FDG_SIDECAR)
     _write_image(root / "sub-01" / "ses-01" / "anat" / "sub-01_ses-01_T1w.nii.gz", _sample("t1"))
     pet02 = root / "sub-02" / "pet" / "sub-02_trc-FDG_pet"
-    _write_image(pet02.with_name(pet02.name + ".nii.gz"), _sample("pet_sd"))
+    _write_image(pet02.with_name(pet02.name + ".nii.gz"), _sample("pet_ld_drf100", (5.0, 5.0, 5.0)))
     _write_json(pet02.with_name(pet02.name + ".json"), FDG_SIDECAR)
     return root

@@ -123,6 +123,16 @@ def test_a_rerun_skips_finished_participants(app):
     assert {name: os.stat(app["out"] / name).st_mtime_ns for name in before} == before
 
 
+def test_overwrite_redoes_only_the_chosen_participant(app):
+    names = [name for name in OUTPUT_FILES if name.startswith("sub-")]
+    before = {name: os.stat(app["out"] / name).st_mtime_ns for name in names}
+    rerun = _bids(app["raw"], app["out"], "participant", "--participant-label", "02", "--overwrite",
+                  "--weights", app["weights"], "--steps", "1", "--uncertainty", "--skip-bids-validation")
+    assert rerun.returncode == 0, rerun.stderr
+    changed = {name for name in names if os.stat(app["out"] / name).st_mtime_ns != before[name]}
+    assert changed == {name for name in names if name.startswith("sub-02/")}
+
+
 def _validator():
     validators = find_validators()
     if "bids-validator-deno" not in validators:
