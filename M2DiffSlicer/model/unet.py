@@ -201,18 +201,7 @@ class M2DiffNet(nn.Module):
         if self.mri_encoder is None:
             return self._outputs(self.pet_decoder(h_pet, hs_pet, emb), None, present)
 
-        if t1 is not None:
-            # E2 runs on every sample, whatever t1_present holds: every parameter stays in the graph (DDP needs no
-            # find_unused_parameters) and no host sync reads the mask. An absent sample's placeholder T1 is zeroed
-            # first, so a NaN there cannot reach the weight gradients (NaN x 0 is NaN).
-            hs_mri, h_mri = self.mri_encoder(torch.cat([x_t, torch.where(mask, t1, 0.0)], dim=1), emb)
-            # MRI-free samples: E2's features are zeroed before fusion, so the PET path alone reconstructs.
-            hs_mri = [torch.where(mask, h, 0.0) for h in hs_mri]
-            h_mri = torch.where(mask, h_mri, 0.0)
-        else:
-            # MRI-free call (t1 None, known without looking at a tensor): the zeroed features need no E2.
-            hs_mri, h_mri = [torch.zeros_like(h) for h in hs_pet], torch.zeros_like(h_pet)
-
+        hs_mri, h_mri = self._mri_features(x_t, t1, mask, emb, hs_pet, h_pet)
         if config.hff == HFFMode.PROJ:
             fused = [block(p, m) for block, p, m in zip(self.fusion, hs_pet, hs_mri)]
             skips_pet, skips_mri = fused, fused
@@ -228,6 +217,30 @@ class M2DiffNet(nn.Module):
         out_pet = self.pet_decoder(h_pet, skips_pet, emb)
         out_mri = self.mri_decoder(h_mri, skips_mri, emb) if self.mri_decoder is not None else None
         return self._outputs(out_pet, out_mri, present)
+
+    def _mri_features(
+        self,
+        x_t: torch.Tensor,
+        t1: torch.Tensor | None,
+        mask: torch.Tensor,
+        emb: torch.Tensor,
+        hs_pet: list[torch.Tensor],
+        h_pet: torch.Tensor,
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """E2's skip features and middle-block output, zeroed for MRI-free samples so the PET path alone
+        reconstructs them.
+
+        :param mask: [N x 1 x 1 x 1] bool, True where the T1 is present.
+        :param hs_pet, h_pet: E1's skip features and middle-block output (the shapes of E2's).
+        """
+        if t1 is None:
+            # MRI-free call, known without looking at a tensor: the zeroed features need no E2.
+            return [torch.zeros_like(h) for h in hs_pet], torch.zeros_like(h_pet)
+        # E2 runs on every sample whatever t1_present holds: every parameter stays in the graph (DDP needs no
+        # find_unused_parameters) and no host sync reads the mask. An absent sample's placeholder T1 is zeroed
+        # first, so a NaN there cannot reach the weight gradients (NaN x 0 is NaN).
+        hs_mri, h_mri = self.mri_encoder(torch.cat([x_t, torch.where(mask, t1, 0.0)], dim=1), emb)
+        return [torch.where(mask, h, 0.0) for h in hs_mri], torch.where(mask, h_mri, 0.0)
 
     @torch.no_grad()
     def zero_x_t_input_(self) -> None:
