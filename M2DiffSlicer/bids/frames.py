@@ -31,15 +31,31 @@ class StaticImage:
 def static_image(path: Path, sidecar: dict[str, Any], window: tuple[float, float] | None) -> StaticImage:
     """The static image of `path`; a dynamic series needs `window` = (start, end) in seconds from TimeZero.
 
+    :raises BadInputError: as chosen_frames.
+    """
+    image = sitk.ReadImage(str(path))
+    starts, durations = _timing(sidecar)
+    chosen = chosen_frames(path, sidecar, window)
+    if chosen is None:
+        return StaticImage(_as_3d(image), starts, durations, 1)
+    return StaticImage(_window_mean(image, chosen, durations), [starts[chosen[0]]],
+                       [starts[chosen[-1]] + durations[chosen[-1]] - starts[chosen[0]]], len(chosen))
+
+
+def chosen_frames(path: Path, sidecar: dict[str, Any], window: tuple[float, float] | None) -> list[int] | None:
+    """The frames of a dynamic `path` that `window` averages (None for a static image), from its header only.
+
     :raises BadInputError: a dynamic series without a window, a window that holds no whole frame, or frame
         timing that does not match the image.
     """
-    image = sitk.ReadImage(str(path))
-    starts = [float(t) for t in _as_list(sidecar.get("FrameTimesStart"))]
-    durations = [float(d) for d in _as_list(sidecar.get("FrameDuration"))]
-    if image.GetDimension() == 3 or image.GetSize()[3] == 1:
-        return StaticImage(_as_3d(image), starts, durations, 1)
-    frames = image.GetSize()[3]
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    size = reader.GetSize()
+    if len(size) == 3 or size[3] == 1:
+        return None
+    frames = size[3]
+    starts, durations = _timing(sidecar)
     if len(starts) != frames or len(durations) != frames:
         raise BadInputError(f"{path} has {frames} frames but its sidecar times {len(starts)} starts and "
                             f"{len(durations)} durations")
@@ -52,8 +68,12 @@ def static_image(path: Path, sidecar: dict[str, Any], window: tuple[float, float
               and starts[i] + durations[i] <= window[1] + _TOLERANCE_S]
     if not chosen:
         raise BadInputError(f"--frame-window {window[0]:g} {window[1]:g} holds no whole frame of {path.name}")
-    return StaticImage(_window_mean(image, chosen, durations), [starts[chosen[0]]],
-                       [starts[chosen[-1]] + durations[chosen[-1]] - starts[chosen[0]]], len(chosen))
+    return chosen
+
+
+def _timing(sidecar: dict[str, Any]) -> tuple[list[float], list[float]]:
+    return ([float(t) for t in _as_list(sidecar.get("FrameTimesStart"))],
+            [float(d) for d in _as_list(sidecar.get("FrameDuration"))])
 
 
 def _window_mean(image: sitk.Image, chosen: list[int], durations: list[float]) -> sitk.Image:

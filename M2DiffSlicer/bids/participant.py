@@ -24,7 +24,7 @@ from ..atomic import write_text_atomic
 from ..errors import BadInputError
 from ..model.provenance import weights_provenance
 from . import derivatives
-from .frames import static_image
+from .frames import chosen_frames, static_image
 from .layout import PetRun, pet_runs, read_dataset_description, select_participants
 
 Log = Callable[[str], None]
@@ -79,6 +79,8 @@ def selected_runs(options: BidsAppOptions) -> list[PetRun]:
     if not runs:
         sessions = f" in session(s) {', '.join(options.session_labels)}" if options.session_labels else ""
         raise BadInputError(f"no sub-*/[ses-*/]pet/*_pet.nii[.gz] for participant(s) {', '.join(subjects)}{sessions}")
+    for run in runs:
+        chosen_frames(run.path, run.sidecar, options.frame_window)  # a dynamic run without a window: refused now
     return runs
 
 

@@ -133,6 +133,37 @@ def test_overwrite_redoes_only_the_chosen_participant(app):
     assert changed == {name for name in names if name.startswith("sub-02/")}
 
 
+@pytest.fixture(scope="module")
+def dynamic_raw(app, tmp_path_factory):
+    """The dataset with sub-02's PET as a 3-frame dynamic series (10-min frames from 0 s)."""
+    import SimpleITK as sitk
+
+    raw = tmp_path_factory.mktemp("dynamic") / "raw"
+    subprocess.run(["cp", "-r", str(app["raw"]), str(raw)], check=True)
+    pet = raw / f"{RUN_02}_pet.nii.gz"
+    static = sitk.ReadImage(str(pet))
+    sitk.WriteImage(sitk.JoinSeries([static * factor for factor in (0.8, 1.0, 1.2)]), str(pet))
+    sidecar = _json(raw / f"{RUN_02}_pet.json")
+    sidecar.update(FrameTimesStart=[0, 600, 1200], FrameDuration=[600, 600, 600])
+    (raw / f"{RUN_02}_pet.json").write_text(json.dumps(sidecar))
+    return raw
+
+
+def test_a_dynamic_pet_without_a_frame_window_is_refused_before_anything_is_written(dynamic_raw, tmp_path, capsys):
+    error = _refused(capsys, dynamic_raw, tmp_path / "out", "participant", "--skip-bids-validation")
+    assert "dynamic series (3 frames, 0-1800 s)" in error and "--frame-window" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_dynamic_pet_is_enhanced_over_its_frame_window(app, dynamic_raw, tmp_path):
+    done = _bids(dynamic_raw, tmp_path / "out", "participant", "--participant-label", "02", "--frame-window",
+                 "600", "1800", "--weights", app["weights"], "--steps", "1", "--skip-bids-validation")
+    assert done.returncode == 0, done.stderr
+    sidecar = _json(tmp_path / "out" / f"{RUN_02}_desc-m2diff_pet.json")
+    assert (sidecar["FrameTimesStart"], sidecar["FrameDuration"]) == ([600.0], [1200.0])
+    assert sidecar["M2DiffFramesAveraged"] == 2
+
+
 def _validator():
     validators = find_validators()
     if "bids-validator-deno" not in validators:
