@@ -1,9 +1,10 @@
 """Run the official BIDS validator on a dataset when one is installed, and return its errors.
 
 Two validators are known: the Deno-based one (schema-driven, the current one; the `bids-validator-deno` console
-script of the PyPI package of that name) and the legacy Node one (`bids-validator` 1.x from npm; CI installs it
-into .ci/node). Each prints JSON with `--json`; the two formats differ and are read here into one list of
-{"code", "location"} dicts for the issues of severity "error".
+script of the PyPI package of that name, which the [test] extra installs) and the legacy Node one
+(`bids-validator` 1.x from npm, fine for raw datasets, not for derivatives). Each prints JSON with `--json`; the
+two formats differ and are read here into one list of {"code", "location"} dicts for the issues of severity
+"error". The Deno one is preferred when both are installed.
 """
 
 from __future__ import annotations
@@ -12,22 +13,20 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadInputError
 
 VALIDATORS = ("bids-validator-deno", "bids-validator")
-# Where .ci/run installs the npm package (this repository's root/.ci/node), found without a PATH entry.
-_LOCAL_NODE_BIN = Path(__file__).resolve().parents[2] / ".ci" / "node" / "node_modules" / ".bin"
 TIMEOUT_S = 600
 
 
 def find_validators() -> dict[str, str]:
-    """{name: executable} of the installed validators (PATH, the running Python's scripts folder, .ci/node)."""
-    import sys
-
-    search = os.pathsep.join([os.environ.get("PATH", ""), str(Path(sys.executable).parent), str(_LOCAL_NODE_BIN)])
+    """{name: executable} of the installed validators, in preference order (PATH, then the running Python's
+    scripts folder, where pip puts bids-validator-deno in a venv that is not activated)."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), str(Path(sys.executable).parent)])
     found = {name: shutil.which(name, path=search) for name in VALIDATORS}
     return {name: path for name, path in found.items() if path}
 
@@ -38,7 +37,8 @@ def validation_errors(dataset: str | os.PathLike, executable: str) -> list[dict[
     :raises BadInputError: the validator did not run or printed no JSON report.
     """
     try:
-        done = subprocess.run([executable, str(dataset), "--json"], capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+        done = subprocess.run([executable, str(dataset), "--json"], capture_output=True, text=True,
+                              timeout=TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise BadInputError(f"the BIDS validator {executable} did not run: {error}") from None
     try:
@@ -46,10 +46,11 @@ def validation_errors(dataset: str | os.PathLike, executable: str) -> list[dict[
     except ValueError:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise BadInputError(f"the BIDS validator {executable} printed no JSON report: {' / '.join(tail)}") from None
-    return _errors(report)
+    return report_errors(report)
 
 
-def _errors(report: dict[str, Any]) -> list[dict[str, str]]:
+def report_errors(report: dict[str, Any]) -> list[dict[str, str]]:
+    """The errors of a validator's JSON report (either validator's format) as {"code", "location"} dicts."""
     issues = report.get("issues", {})
     if "issues" in issues:  # Deno validator: one flat list with a severity each
         return [{"code": i.get("code", "?"), "location": i.get("location", "")}
