@@ -1,6 +1,9 @@
 """Both BIDS validators' JSON reports read into one list of errors (warnings left out)."""
 
-from M2DiffSlicer.bids.validator import report_errors
+import pytest
+
+from M2DiffSlicer.bids.validator import report_errors, validation_errors
+from M2DiffSlicer.errors import BadInputError
 
 # Shapes as the validators print them (trimmed from real runs on bids-examples pet002 and this app's output).
 DENO_REPORT = {"issues": {"issues": [
@@ -27,11 +30,6 @@ def test_a_report_without_errors_gives_none():
 
 
 def test_a_validator_that_prints_no_json_is_a_clear_error(tmp_path):
-    import pytest
-
-    from M2DiffSlicer.bids.validator import validation_errors
-    from M2DiffSlicer.errors import BadInputError
-
     fake = tmp_path / "bids-validator"
     fake.write_text("#!/bin/sh\necho 'Segmentation fault' >&2\nexit 139\n")
     fake.chmod(0o755)
