@@ -20,8 +20,10 @@ TORCH_REQUIREMENT = ">=2.6"
 
 # The engine's pure-Python/numeric requirements (pyproject.toml [project.dependencies] minus torch and SimpleITK).
 # Slicer ships its own SimpleITK (with Slicer's IO) and torch comes from PyTorchUtils: pip must not replace them.
+# The engine's runtime requirements (pyproject.toml) that Slicer does not bring itself; matplotlib only draws the
+# CLI demo's figure. Testing/module/test_engine_agreement.py keeps the two lists in step.
 ENGINE_REQUIREMENTS = ["numpy>=1.24", "scipy>=1.10", "PyWavelets>=1.4", "nibabel>=5.0", "tqdm>=4.60",
-                       "jsonschema>=4"]
+                       "pydicom>=3.0", "jsonschema>=4"]
 PACKAGES_TO_SKIP = ["torch", "SimpleITK", "requests"]
 
 

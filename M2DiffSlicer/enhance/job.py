@@ -47,6 +47,8 @@ class InferenceOptions:
     bf16: bool = _option(False, "bfloat16 autocast of the network")
     channels_last: bool = _option(False, "NHWC memory layout for the network")
     threads: int | None = _option(None, "torch threads (default: torch's choice)")
+    safeguard: bool = _option(True, "keep part of the input where it is cleaner than the model's training data "
+                                    "(calibrated blend, enhance/safeguard.py); --no-safeguard: the network as is")
     skip_empty: bool = True  # slices without head signal keep the LD-PET itself
     destripe_sigma: float | None = None  # notch width of the stripe filter; None: destripe's default, 0: off
     uncertainty: bool = False  # also return the per-voxel spread of the estimates

@@ -31,7 +31,10 @@ from ..atomic import temp_path_beside
 from ..model.catalogue import resolve_weights
 from ..model.checkpoint import read_checkpoint
 from ..errors import BadInputError, CancelledError, ModelError
+from ..imaging.input_profile import input_profile
+from .input_check import out_of_range_messages, profile_for_report, trained_ranges
 from .job import OUTPUT_FIELDS, EnhanceJob, InferenceOptions
+from .safeguard import blend, safeguard_for
 from .slice_inference import InferenceResult, device_report, resolve_device, run_inference
 from ..imaging.model_grid import ModelGrid, PreparedInputs, prepare_inputs, restore_output
 from ..imaging.registration import register_rigid
@@ -139,8 +142,10 @@ def enhance_events(job: EnhanceJob, cancel: threading.Event | None = None) -> It
         pet, t1, labels, model = yield from run.timed("validate", run.validate(device))
         registration = (yield from run.timed("register", run.register(pet, t1))) if t1 is not None else None
         prepared = yield from run.timed("prepare", run.prepare(pet, t1, registration, model.grid))
+        yield from run.check_distribution(prepared, registration, model)
         result = yield from run.timed("infer_and_fuse", run.infer(model, prepared, device))
         enhanced, uncertainty = yield from run.timed("restore", run.restore(result, prepared, pet))
+        enhanced, uncertainty = yield from run.apply_safeguard(pet, enhanced, uncertainty, model)
         table = (yield from run.timed("roi", _roi_table(pet, enhanced, t1, registration, labels, run.progress,
                                                          cancel))) if run.wants_roi else None
         _check(cancel)
@@ -178,6 +183,9 @@ class _Run:
         self.warnings: list[str] = []
         self.staged = _StagedOutputs()
         self.user_transform: sitk.Transform | None = None  # read with the inputs
+        self.input_profile: dict[str, Any] = {}
+        self.noise_level = float("nan")
+        self.safeguard_report: dict[str, Any] | None = None
 
     def warn(self, message: str) -> dict[str, Any]:
         self.warnings.append(message)
@@ -219,6 +227,17 @@ class _Run:
         yield self.progress("prepare", 1, 1, f"PET scale {prepared.scale:.4g}")
         return prepared
 
+    def check_distribution(self, prepared: PreparedInputs, registration, model: _LoadedModel):
+        """Warn, with the measured value and the trained range, about an input unlike the model's training data."""
+        profile = input_profile(prepared.pet)
+        if registration is not None:
+            profile["registration_nmi"] = registration.nmi_after
+        ranges = trained_ranges(model.info["path"])
+        self.input_profile = profile_for_report(profile, ranges)
+        self.noise_level = profile["noise_level"]
+        for message in out_of_range_messages(profile, ranges):
+            yield self.warn(message)
+
     def infer(self, model: _LoadedModel, prepared: PreparedInputs, device):
         inference = run_inference(model.network, model.diffusion, prepared.pet, prepared.t1, self.job.options,
                                   device)
@@ -230,6 +249,24 @@ class _Run:
         enhanced = restore_output(result.volume, prepared, pet)
         uncertainty = None if result.uncertainty is None else _uncertainty_on_input(result.uncertainty, prepared, pet)
         yield self.progress("restore", 1, 1, "restored")
+        return enhanced, uncertainty
+
+    def apply_safeguard(self, pet: sitk.Image, enhanced: sitk.Image, uncertainty: sitk.Image | None,
+                        model: _LoadedModel):
+        """Blend with the input when it is cleaner than the training data (enhance/safeguard.py); say so."""
+        safeguard = safeguard_for(model.info["path"]) if self.job.options.safeguard else None
+        if safeguard is None:
+            return enhanced, uncertainty
+        weight = safeguard.weight(self.noise_level)
+        self.safeguard_report = {"weight": round(weight, 3), "engaged": weight < 1.0,
+                                 "noise_level": self.noise_level, "noise_off": safeguard.noise_off,
+                                 "noise_full": safeguard.noise_full}
+        if weight < 1.0:
+            yield self.warn(f"safeguard engaged: the input is cleaner than the model's training data (noise level "
+                            f"{self.noise_level:.3g}, full correction from {safeguard.noise_full:.3g}); the output "
+                            f"keeps {weight:.0%} of the network's correction")
+            enhanced = blend(pet, enhanced, weight)
+            uncertainty = None if uncertainty is None else uncertainty * weight
         return enhanced, uncertainty
 
     def write(self, enhanced: sitk.Image, uncertainty: sitk.Image | None, registration, table):
@@ -254,7 +291,7 @@ class _Run:
         grid = model.grid
         return {"job": self.job.to_dict(), "device": device_report(device), "model": model.info,
                 "registration": None if registration is None else _finite(registration.as_dict()),
-                "pet_scale": prepared.scale,
+                "pet_scale": prepared.scale, "input_profile": self.input_profile, "safeguard": self.safeguard_report,
                 "model_grid": {"spacing_mm": grid.spacing_mm, "size_xyz": list(grid.size_xyz)},
                 "sampled_slices": result.sampled_slices, "skipped_slices": result.skipped_slices,
                 "warnings": self.warnings, "timings_s": {k: round(v, 3) for k, v in self.timings.items()},

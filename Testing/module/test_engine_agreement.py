@@ -5,6 +5,7 @@ import dataclasses
 import inspect
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,15 @@ def test_the_job_file_the_logic_writes_is_read_by_the_engine_as_meant(subject, u
                                                   batch_size=5, uncertainty=uncertainty)
     assert (engine_job.uncertainty_output is not None) == uncertainty
     assert engine_job.t1 is not None and engine_job.pet.endswith("pet.nii.gz")
+
+
+def test_the_worker_requirements_the_module_installs_are_the_engines():
+    import tomllib
+
+    from M2DiffModuleLib.Dependencies import ENGINE_REQUIREMENTS, PACKAGES_TO_SKIP
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    engine = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    slicer_brings = {name.lower() for name in PACKAGES_TO_SKIP}
+    needed = {r.replace(" ", "") for r in engine if r.split(">")[0].split("=")[0].lower() not in slicer_brings}
+    assert needed - {"matplotlib>=3.7"} == set(ENGINE_REQUIREMENTS)

@@ -1,0 +1,95 @@
+"""The safeguard: a clean input is not degraded (the network's correction fades out), and the run says so."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+import enhance_subjects as es
+from M2DiffSlicer.diffusion.respace import create_diffusion
+from M2DiffSlicer.enhance import pipeline
+from M2DiffSlicer.enhance.job import EnhanceJob
+from M2DiffSlicer.enhance.safeguard import Safeguard, blend
+from M2DiffSlicer.imaging.model_grid import ModelGrid
+
+
+class DoublingModel:
+    """x0 = 2 x the LD-PET: a 'correction' as large as the image, so any blend is visible."""
+
+    def __call__(self, x_t, t, ld_pet, t1=None, t1_present=None):
+        return {"x0": 2 * ld_pet, "x0_pet": 2 * ld_pet, "x0_mri": None, "var_pet": None, "var_mri": None}
+
+
+@pytest.fixture(scope="module")
+def subject(tmp_path_factory):
+    return es.write_subject(tmp_path_factory.mktemp("subject"))
+
+
+@pytest.fixture
+def doubling_model(monkeypatch):
+    grid = ModelGrid(spacing_mm=es.TEST_GRID["grid_spacing_mm"], size_xyz=tuple(es.TEST_GRID["grid_size"]))
+
+    def load(weights, options, device):
+        return DoublingModel(), create_diffusion(variance="fixed_large", respacing="trailing1"), grid, {"path": "x"}
+
+    monkeypatch.setattr(pipeline, "_load_model", load)
+
+
+def _run(subject, tmp_path, monkeypatch, ramp: Safeguard | None, **fields):
+    monkeypatch.setattr(pipeline, "safeguard_for", lambda path: ramp)
+    job = EnhanceJob.from_dict({"pet": str(subject["pet"]), "output": str(tmp_path / "out.nii.gz"),
+                                "report": str(tmp_path / "report.json"), "steps": 1, **fields})
+    events = list(pipeline.enhance_events(job))
+    output = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out.nii.gz")))
+    return output, json.loads((tmp_path / "report.json").read_text()), events
+
+
+def _input(subject) -> np.ndarray:
+    return np.clip(sitk.GetArrayFromImage(sitk.ReadImage(str(subject["pet"]), sitk.sitkFloat32)), 0, None)
+
+
+def test_a_clean_input_comes_back_unchanged_and_the_run_says_why(subject, tmp_path, monkeypatch, doubling_model):
+    output, report, events = _run(subject, tmp_path, monkeypatch, Safeguard(noise_off=5.0, noise_full=6.0))
+    np.testing.assert_allclose(output, _input(subject), rtol=1e-6, atol=1e-6)
+    assert report["safeguard"]["engaged"] and report["safeguard"]["weight"] == 0.0
+    assert any("safeguard engaged" in e["message"] for e in events if e["event"] == "warning")
+
+
+def test_a_noisy_input_gets_the_full_correction(subject, tmp_path, monkeypatch, doubling_model):
+    raw, _, _ = _run(subject, tmp_path, monkeypatch, None)
+    output, report, events = _run(subject, tmp_path, monkeypatch, Safeguard(noise_off=0.0, noise_full=1e-6))
+    np.testing.assert_array_equal(output, raw)
+    assert output.max() > 1.5 * _input(subject).max()
+    assert report["safeguard"]["weight"] == 1.0 and not report["safeguard"]["engaged"]
+    assert not any("safeguard" in e.get("message", "") for e in events if e["event"] == "warning")
+
+
+def test_no_safeguard_flag_and_uncalibrated_models_use_the_network_as_is(subject, tmp_path, monkeypatch,
+                                                                          doubling_model):
+    for ramp, flag in ((Safeguard(5.0, 6.0), False), (None, True)):
+        output, report, _ = _run(subject, tmp_path, monkeypatch, ramp, safeguard=flag)
+        assert report["safeguard"] is None
+        assert output.max() > 1.5 * _input(subject).max()
+
+
+@pytest.mark.parametrize("noise, weight", [(0.0, 0.0), (0.01, 0.0), (0.015, 0.5), (0.02, 1.0), (0.3, 1.0),
+                                           (math.nan, 1.0)])
+def test_the_weight_ramps_linearly_between_its_ends(noise, weight):
+    assert Safeguard(noise_off=0.01, noise_full=0.02).weight(noise) == pytest.approx(weight)
+
+
+def test_a_ramp_must_rise():
+    with pytest.raises(ValueError, match="noise_off < noise_full"):
+        Safeguard(0.02, 0.01)
+
+
+def test_blend_keeps_the_geometry_and_mixes_voxelwise():
+    pet = sitk.GetImageFromArray(np.full((4, 5, 6), 2.0, np.float32))
+    pet.SetSpacing((1.5, 2.0, 2.5))
+    enhanced = sitk.GetImageFromArray(np.full((4, 5, 6), 4.0, np.float32))
+    enhanced.CopyInformation(pet)
+    mixed = blend(pet, enhanced, 0.25)
+    assert mixed.GetSpacing() == pet.GetSpacing()
+    np.testing.assert_allclose(sitk.GetArrayFromImage(mixed), 2.5)

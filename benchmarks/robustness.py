@@ -1,0 +1,191 @@
+"""Robustness across scanners, doses and fields of view: LD, best Gaussian, M2Diff raw and with its safeguard.
+
+    python benchmarks/robustness.py --val data/val --test default=data/d4 sharp=data/sharp clinical=data/clin \
+        --cache runs/robustness --out benchmarks/results [--calibrate m2diff-small-sim]
+
+Every subject folder's LD-PETs (pet_ld_drf*.nii.gz) are enhanced once through the product's pipeline with the
+default weights and the safeguard off (cached); the safeguard's blend is then applied exactly as the pipeline
+applies it. With --calibrate ID, the safeguard ramp (noise_off, noise_full) is chosen on the --val subjects only
+(maximum mean PSNR) and recorded in that catalogue entry. The Gaussian FWHM is chosen per DRF on --val too.
+Scores: 2D-slice PSNR/SSIM inside the subject's brain mask against its SD-PET; paired t-tests over subjects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from filters import gaussian_postfilter
+from M2DiffSlicer.atomic import write_text_atomic
+from M2DiffSlicer.enhance.job import EnhanceJob
+from M2DiffSlicer.enhance.pipeline import enhance
+from M2DiffSlicer.enhance.safeguard import Safeguard
+from M2DiffSlicer.errors import BadInputError
+from M2DiffSlicer.imaging import metrics
+from M2DiffSlicer.resources import resource_path
+
+GAUSSIAN_FWHM_MM = (0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+RAMP_GRID = np.round(np.arange(0.0, 0.0601, 0.0025), 4)
+
+
+def enhanced_case(folder: Path, tag: str, cache: Path) -> dict:
+    """LD, SD, mask, the raw M2Diff output (arrays on the PET grid) and the input's noise level of one case."""
+    out = cache / folder.parent.name / folder.name / f"drf{tag}"
+    ld_path = folder / f"pet_ld_drf{tag}.nii.gz"
+    output, report = out / "enhanced.nii.gz", out / "report.json"
+    if not report.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        enhance(EnhanceJob.from_dict({"pet": str(ld_path), "t1": str(folder / "t1.nii.gz"),
+                                      "output": str(output), "report": str(report), "device": "cpu",
+                                      "safeguard": False}))
+    read = lambda name: sitk.GetArrayFromImage(sitk.ReadImage(str(name), sitk.sitkFloat32))  # noqa: E731
+    ld_image = sitk.ReadImage(str(ld_path), sitk.sitkFloat32)
+    noise = json.loads(report.read_text())["input_profile"]["noise_level"]["value"]
+    return {"subject": folder.name, "drf": _drf(tag), "ld": sitk.GetArrayFromImage(ld_image), "spacing": ld_image.GetSpacing()[::-1],
+            "sd": read(folder / "pet_sd.nii.gz"), "mask": read(folder / "brain_pet.nii.gz") > 0.5,
+            "m2diff": read(output), "noise_level": float(noise)}
+
+
+def cases(folders: list[Path], cache: Path, refused: list[str]) -> list[dict]:
+    """Every (subject, DRF) case of the subject folders, enhanced (or read from the cache); inputs the pipeline
+    refuses are listed in `refused` with its message."""
+    found = []
+    for folder in folders:
+        for ld in sorted(folder.glob("pet_ld_drf*.nii.gz")):
+            name = ld.name[len("pet_ld_drf"):-len(".nii.gz")]
+            try:
+                found.append(enhanced_case(folder, name, cache))
+            except BadInputError as error:
+                refused.append(f"{folder.parent.name}/{folder.name} DRF {_drf(name):g}: {error}")
+                print(refused[-1], file=sys.stderr)
+                continue
+            print(f"{folder.parent.name}/{folder.name} DRF {found[-1]['drf']:g}: noise "
+                  f"{found[-1]['noise_level']:.4f}", file=sys.stderr)
+    return found
+
+
+def _drf(name: str) -> float:
+    """DRF of an LD file name's tag: "020" -> 20, "040p65" -> 40.65 (the simulator's continuous dose)."""
+    return float(name.replace("p", "."))
+
+
+def score(pred: np.ndarray, case: dict) -> dict[str, float]:
+    result = metrics.slice_metrics(pred, case["sd"], case["mask"])
+    return {"psnr": result["psnr"], "ssim": result["ssim"]}
+
+
+def safeguarded(case: dict, ramp: Safeguard) -> np.ndarray:
+    weight = ramp.weight(case["noise_level"])
+    return case["ld"] + np.float32(weight) * (case["m2diff"] - case["ld"])
+
+
+def calibrate_ramp(val: list[dict]) -> Safeguard:
+    """The (noise_off, noise_full) of RAMP_GRID with the highest mean validation PSNR."""
+    best, best_psnr = None, -np.inf
+    for low, high in itertools.combinations(RAMP_GRID, 2):
+        ramp = Safeguard(float(low), float(high))
+        mean_psnr = float(np.mean([score(safeguarded(c, ramp), c)["psnr"] for c in val]))
+        if mean_psnr > best_psnr:
+            best, best_psnr = ramp, mean_psnr
+    return best
+
+
+def gaussian_per_drf(val: list[dict]) -> dict[int, float]:
+    """The Gaussian FWHM (mm) with the highest mean validation PSNR, per DRF."""
+    chosen = {}
+    for drf in sorted({c["drf"] for c in val}):
+        at_drf = [c for c in val if c["drf"] == drf]
+        chosen[drf] = max(GAUSSIAN_FWHM_MM, key=lambda f: np.mean(
+            [score(gaussian_postfilter(c["ld"], f, c["spacing"]), c)["psnr"] for c in at_drf]))
+    return chosen
+
+
+def nearest_fwhm(chosen: dict[int, float], drf: int) -> float:
+    """The validation choice at the DRF closest (in log dose) to `drf`."""
+    return chosen[min(chosen, key=lambda d: abs(np.log(d) - np.log(drf)))]
+
+
+def table(groups: dict[str, list[dict]], ramp: Safeguard, fwhm: dict[int, float]) -> list[dict]:
+    """One row per (configuration, DRF): mean scores of every method and the paired tests of M2Diff."""
+    rows = []
+    for name, group in groups.items():
+        for drf in sorted({c["drf"] for c in group}):
+            at = [c for c in group if c["drf"] == drf]
+            methods = {"LD": [c["ld"] for c in at],
+                       "Gaussian": [gaussian_postfilter(c["ld"], nearest_fwhm(fwhm, drf), c["spacing"]) for c in at],
+                       "M2Diff raw": [c["m2diff"] for c in at],
+                       "M2Diff": [safeguarded(c, ramp) for c in at]}
+            scores = {m: [score(p, c) for p, c in zip(preds, at)] for m, preds in methods.items()}
+            rows.append({"config": name, "drf": drf, "subjects": len(at),
+                         "noise_level": float(np.mean([c["noise_level"] for c in at])),
+                         "weight": float(np.mean([ramp.weight(c["noise_level"]) for c in at])),
+                         **{f"{m} {k}": float(np.mean([s[k] for s in v])) for m, v in scores.items() for k in ("psnr", "ssim")},
+                         "p vs LD": _p(scores["M2Diff"], scores["LD"]),
+                         "p vs Gaussian": _p(scores["M2Diff"], scores["Gaussian"])})
+    return rows
+
+
+def _p(a: list[dict], b: list[dict]) -> float | None:
+    if len(a) < 2:
+        return None
+    return metrics.paired_ttest([s["psnr"] for s in a], [s["psnr"] for s in b])["p"]
+
+
+def markdown(rows: list[dict], ramp: Safeguard, fwhm: dict[int, float]) -> str:
+    methods = ("LD", "Gaussian", "M2Diff raw", "M2Diff")
+    head = "| config | DRF | n | noise | w | " + " | ".join(f"{m} PSNR / SSIM" for m in methods) + " | p vs LD | p vs Gauss |"
+    lines = [f"Safeguard ramp: noise_off {ramp.noise_off}, noise_full {ramp.noise_full}; Gaussian FWHM per DRF "
+             f"(validation): {fwhm}", "", head, "|" + "---|" * (7 + len(methods) - 2)]
+    for r in rows:
+        cells = " | ".join(f"{r[f'{m} psnr']:.2f} / {r[f'{m} ssim']:.3f}" for m in methods)
+        p = lambda v: "-" if v is None else f"{v:.2g}"  # noqa: E731
+        lines.append(f"| {r['config']} | {r['drf']:g} | {r['subjects']} | {r['noise_level']:.4f} | {r['weight']:.2f} | "
+                     f"{cells} | {p(r['p vs LD'])} | {p(r['p vs Gaussian'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def record_safeguard(model_id: str, ramp: Safeguard) -> None:
+    """Write the calibrated ramp into the catalogue entry `model_id`."""
+    path = resource_path("Models", "models.json")
+    catalogue = json.loads(path.read_text(encoding="utf-8"))
+    entry = next(item for item in catalogue if item["id"] == model_id)
+    entry["training"]["safeguard"] = {"noise_off": ramp.noise_off, "noise_full": ramp.noise_full,
+                                      "chosen_on": "benchmarks/robustness.py --calibrate, validation subjects only"}
+    write_text_atomic(path, json.dumps(catalogue, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--val", nargs="+", type=Path, required=True, help="folders of validation subject folders")
+    parser.add_argument("--test", nargs="*", default=[], metavar="NAME=DIR", help="held-out configurations")
+    parser.add_argument("--cache", type=Path, default=Path("runs/robustness"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--calibrate", default=None, metavar="ID", help="record the ramp in this catalogue entry")
+    args = parser.parse_args(argv)
+    refused: list[str] = []
+    val = cases([s for folder in args.val for s in sorted(folder.glob("sub-*"))], args.cache, refused)
+    ramp, fwhm = calibrate_ramp(val), gaussian_per_drf(val)
+    if args.calibrate:
+        record_safeguard(args.calibrate, ramp)
+    groups = {"validation": val}
+    for spec in args.test:
+        name, folder = spec.split("=", 1)
+        groups[name] = cases(sorted(Path(folder).glob("sub-*")), args.cache, refused)
+    rows = table(groups, ramp, fwhm)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out / "robustness.json", json.dumps({"ramp": vars(ramp), "fwhm": fwhm, "rows": rows,
+                                                                 "refused": refused}, indent=1))
+    report = markdown(rows, ramp, fwhm) + "".join(f"\nRefused by the pipeline: {line}\n" for line in refused)
+    write_text_atomic(args.out / "robustness.md", report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
