@@ -346,7 +346,11 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             self._parameterNode.outputVolume = result.outputVolume
             self.ui.roiTableView.setMRMLTableNode(result.tableNode)
-            self.ui.statusLog.appendPlainText(_("Done in {seconds:.1f} s.").format(seconds=result.elapsedS))
+            summary = _("Done in {seconds:.1f} s.").format(seconds=result.elapsedS)
+            if result.warnings:  # out-of-distribution input, safeguard engaged, CPU fallback...: logged above
+                summary += " " + _("{count} warning(s) above: read them before using the result.").format(
+                    count=len(result.warnings))
+            self.ui.statusLog.appendPlainText(summary)
 
 
 #
