@@ -132,20 +132,11 @@ def sample_progressive(
         yield {"step": k, "total": total, "x_t": x_t, "x0": x0}
 
 
-def sample(
-    diffusion: GaussianDiffusion,
-    model: Model,
-    shape: tuple[int, ...],
-    cond: Mapping[str, Any],
-    method: SamplingMethod | str = SamplingMethod.DDIM,
-    eta: float = 0.0,
-    generator: torch.Generator | None = None,
-    x_T: torch.Tensor | None = None,
-    clip_x0: tuple[float, float] | None = None,
-) -> torch.Tensor:
-    """The final x0 [N x 1 x H x W] of sample_progressive (same arguments)."""
+def sample(diffusion: GaussianDiffusion, model: Model, shape: tuple[int, ...], cond: Mapping[str, Any],
+           **options: Any) -> torch.Tensor:
+    """The final x0 [N x 1 x H x W] of sample_progressive (same arguments; `options` are its keywords)."""
     final = None
-    for final in sample_progressive(diffusion, model, shape, cond, method, eta, generator, x_T, clip_x0):
+    for final in sample_progressive(diffusion, model, shape, cond, **options):
         pass
     assert final is not None
     return final["x0"]
