@@ -107,6 +107,12 @@ class DomainConfig:
         if self.t1_field_strengths is not None and not set(self.t1_field_strengths) <= set(FIELD_STRENGTHS):
             raise ValueError(f"t1_field_strengths={self.t1_field_strengths} must be among {sorted(FIELD_STRENGTHS)}")
 
+    def reduced(self) -> "DomainConfig":
+        """The same ranges on coarse grids (PET voxels 3.5-4.5 mm, T1 2-3 mm), for SimulationConfig.reduced()."""
+        coarse = {name: value for name, value in (("voxel_xy_mm", (3.5, 4.5)), ("voxel_z_mm", (3.5, 4.5)),
+                                                  ("t1_voxel_mm", (2.0, 3.0))) if getattr(self, name) is not None}
+        return dataclasses.replace(self, **coarse)
+
 
 FIXED = DomainConfig()
 RANDOMISED = DomainConfig(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_preview(folder: str | Path, png: str | Path, drf: int = 100) -> Path:
+def write_preview(folder: str | Path, png: str | Path, drf: float = 100) -> Path:
     """Render `folder`'s T1 / SD / LD(drf) through the brain centre (axial, coronal, sagittal) into `png`."""
     import matplotlib
 
@@ -16,14 +16,16 @@ def write_preview(folder: str | Path, png: str | Path, drf: int = 100) -> Path:
 
     folder, png = Path(folder), Path(png)
     sd = sitk.ReadImage(str(folder / "pet_sd.nii.gz"))
-    ld = sitk.ReadImage(str(folder / f"pet_ld_drf{drf:03d}.nii.gz"))
+    from .acquisition import ld_name
+
+    ld = sitk.ReadImage(str(folder / f"pet_{ld_name(drf)}.nii.gz"))
     t1 = sitk.Resample(sitk.ReadImage(str(folder / "t1.nii.gz"), sitk.sitkFloat32), sd,
                        sitk.ReadTransform(str(folder / "t1_to_pet.tfm")), sitk.sitkLinear, 0.0)
     arrays = [sitk.GetArrayFromImage(image) for image in (t1, sd, ld)]
     brain = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "brain_pet.nii.gz"))) > 0
     z, y, x = (int(round(c)) for c in np.argwhere(brain).mean(0))
     pet_max = float(np.percentile(arrays[1][brain], 99.5))
-    titles = ["T1 (saved transform)", "SD-PET", f"LD-PET DRF {drf}"]
+    titles = ["T1 (saved transform)", "SD-PET", f"LD-PET DRF {drf:g}"]
     figure, axes = plt.subplots(3, 3, figsize=(9, 9), facecolor="black")
     for column, (array, title) in enumerate(zip(arrays, titles)):
         vmax = float(np.percentile(array, 99.5)) if column == 0 else pet_max
