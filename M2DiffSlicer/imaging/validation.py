@@ -32,7 +32,8 @@ MODEL_GRID_BYTES = 1_500_000_000
 # T1s with 1.5 T / 3 T contrast, bias fields up to 30 %, 1-5 % noise, 0.8-1.5 mm voxels, necks, defacing and
 # atrophy, and on the MNI 2009a/2009c T1s: 1.10-1.60; on FDG PET (1.6-4 mm, PSF 2.5-9 mm, SD to DRF 200),
 # T2 (MNI 2009c and synthetic) and synthetic FLAIR: <= 0.86. The core brightness alone overlapped (T1 0.61,
-# PET 0.63): a bias field dims the core of a T1 as much as grey matter dims a PET's.
+# PET 0.63): a bias field dims the core of a T1 as much as grey matter dims a PET's. Known limit: a FLAIR whose FOV
+# holds a neck or whose face was removed scores 0.9-1.3 and is accepted (only a plain FLAIR is refused).
 # A PET is refused as "looks like a T1" by the older, simpler `head_centre_brightness` above T1_LIKE_ABOVE (FDG PET
 # 0.50-0.65 on the samples above, T1 0.66-0.84): it refuses no valid PET of the samples, and `t1_score` could
 # (a PET simulated from a coarse 2-3 mm anatomy, whose scalp enters the head mask, scores up to 1.66).

@@ -29,6 +29,9 @@ Ranges (uniform unless stated; mm are FWHM for resolutions):
 | T1 neck below the template / defaced | 0-60 mm / 30 % | 0 / no |
 | age, atrophy | 55-85 y; 0.3 %/y after 50 + MCI 1-4 %, AD 3-8 % | none |
 
+Limits: 2D direct-plane physics only; every head is the MNI 2009c template warped and atrophied (the wheels ship
+no second full-head template); the neck/shoulder block is an analytic elliptic cylinder, not anatomy.
+
 The named scanner models and fields of view (SCANNER_MODELS, FIELDS_OF_VIEW) are held-out TEST configurations for
 the robustness benchmark; they are recorded as meta["held_out"] and must never be used for training.
 """
