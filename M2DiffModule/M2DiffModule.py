@@ -22,6 +22,7 @@ from slicer.parameterNodeWrapper import (
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 from M2DiffModuleLib import ModelCatalogue
+from M2DiffModuleLib.DicomExport import DicomExportLogic, seriesFolderName
 from M2DiffModuleLib.EnhanceLogic import (
     CancelledError,
     Device,
@@ -166,6 +167,15 @@ def inputProblem(parameterNode: M2DiffModuleParameterNode, models: list[ModelCat
     return None
 
 
+def exportDicomProblem(parameterNode: M2DiffModuleParameterNode) -> str | None:
+    """Why the enhanced PET cannot be exported as DICOM, in words for the button's tooltip; None when it can."""
+    if parameterNode.ldPet is None or parameterNode.outputVolume is None:
+        return _("Enhance first: the export writes the enhanced PET as a new series of the low-dose PET's study")
+    if not parameterNode.ldPet.GetAttribute("DICOM.instanceUIDs"):
+        return _("The low-dose PET was not loaded with the DICOM module, so there is no series to derive one from")
+    return None
+
+
 def unloadLibModules() -> list[str]:
     """Forget M2DiffModuleLib and its submodules, so that the next import reads them from disk; returns their names.
 
@@ -215,6 +225,7 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicomButton)
         # The picker shows labels and keeps catalogue ids as item data, which Slicer's string connector cannot.
         for model in self.logic.models():
             self.ui.modelSelector.addItem(model.label, model.id)
@@ -308,6 +319,26 @@ class M2DiffModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.toolTip = problem or _("Enhance the low-dose PET")
             self.ui.applyButton.enabled = self._parameterNode is not None and problem is None
             self.ui.inputStatusLabel.text = problem or ""
+        self._updateExportButton()
+
+    def _updateExportButton(self) -> None:
+        problem = _("Wait for the enhancement to finish") if self.job is not None else (
+            exportDicomProblem(self._parameterNode) if self._parameterNode else _("No parameter node"))
+        self.ui.exportDicomButton.enabled = problem is None
+        self.ui.exportDicomButton.toolTip = problem or _("Write the enhanced PET as a new DICOM PET series of the "
+                                                         "low-dose PET's study (research use only)")
+
+    def onExportDicomButton(self) -> None:
+        """Ask for a folder, then write the enhanced PET there as a new DICOM series (a subfolder named after it)."""
+        parent = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Folder for the DICOM series"))
+        if not parent:
+            return
+        output = self._parameterNode.outputVolume
+        folder = os.path.join(parent, seriesFolderName(output.GetName()))
+        with slicer.util.tryWithErrorDisplay(_("Failed to export the DICOM series."), waitCursor=True):
+            weights = modelPathOrRaise(self._parameterNode.engine, self.logic.models())
+            self.logic.exportDicomOrRaise(output, self._parameterNode.ldPet, folder, weights)
+            self.ui.statusLog.appendPlainText(_("DICOM series written to {folder}").format(folder=folder))
 
     def onApplyButton(self) -> None:
         """Enhance, or Cancel while a job runs."""
@@ -393,6 +424,12 @@ class M2DiffModuleLogic(ScriptedLoadableModuleLogic):
                                               parameterNode.outputVolume,
                                               settingsFromParameterNode(parameterNode, self.models()),
                                               waitForCompletion=waitForCompletion)
+
+    def exportDicomOrRaise(self, enhancedVolume, ldPet, folder: str, weights: str | None = None) -> str:
+        """Write ``enhancedVolume`` as a DICOM PET series derived from ``ldPet``'s DICOM series into ``folder``
+        (absent or empty), by the engine's writer in a PythonSlicer process; returns the folder."""
+        logic = DicomExportLogic(environment=self.enhanceLogic.workerEnvironment)
+        return logic.exportOrRaise(enhancedVolume, ldPet, folder, weights)
 
     def process(self, ldPet, t1=None, roi=None, output=None, steps: int = EnhanceSettings.steps,
                 orientations: Orientations = EnhanceSettings.orientations, device: Device = EnhanceSettings.device,

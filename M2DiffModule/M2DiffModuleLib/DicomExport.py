@@ -9,6 +9,7 @@ never imports torch or M2DiffSlicer.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -31,6 +32,11 @@ def defaultCommand() -> list[str]:
     if pythonSlicer is None:
         raise RuntimeError("PythonSlicer was not found on PATH; it is needed to export the DICOM series")
     return [pythonSlicer, "-m", "M2DiffSlicer.cli", "dicom"]
+
+
+def seriesFolderName(volumeName: str) -> str:
+    """A folder name for a volume's series: its name with anything but letters, digits, '.', '-' as '_'."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", volumeName).strip("._") or "M2Diff_enhanced"
 
 
 def sourceFilesOrRaise(volumeNode, fileForInstance: Callable[[str], str]) -> list[str]:

@@ -111,3 +111,12 @@ def test_dicom_support_rule_matches_pet_series_only(entry, tags, supported):
     comparison = r"\(?\s*[A-Za-z]+ == '[^']*'\s*\)?"
     assert re.fullmatch(rf"\s*{comparison}(\s+(and|or)\s+{comparison})*\s*", rule), rule
     assert eval(rule, {"__builtins__": {}}, tags) is supported
+
+
+def test_the_module_build_installs_every_python_file_of_the_module():
+    # slicerMacroBuildScriptedModule installs only the SCRIPTS it is given: a Lib file missing from the list
+    # imports in a source checkout but not in the packaged extension.
+    cmake = (ROOT / "M2DiffModule" / "CMakeLists.txt").read_text()
+    listed = set(re.findall(r"\$\{MODULE_NAME\}(Lib/\w+\.py|\.py)", cmake))
+    present = {f"Lib/{p.name}" for p in (ROOT / "M2DiffModule" / "M2DiffModuleLib").glob("*.py")} | {".py"}
+    assert listed == present

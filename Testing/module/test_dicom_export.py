@@ -11,7 +11,7 @@ import slicer
 
 import dicom_series
 from M2DiffModuleLib import VolumeIO
-from M2DiffModuleLib.DicomExport import DicomExportError, DicomExportLogic
+from M2DiffModuleLib.DicomExport import DicomExportError, DicomExportLogic, seriesFolderName
 from M2DiffModuleLib.EnhanceLogic import EnhanceLogic
 
 
@@ -99,3 +99,31 @@ def test_the_engines_refusal_reaches_the_caller_and_the_folder_is_left_alone(stu
     with pytest.raises(DicomExportError, match="not an empty folder"):
         study["logic"].exportOrRaise(study["enhanced"], study["pet"], str(study["out"]))
     assert os.listdir(study["out"]) == ["mine.txt"]
+
+
+
+def test_the_module_logic_exports_through_the_worker_python(study, monkeypatch):
+    from M2DiffModule import M2DiffModuleLogic
+
+    database = {pydicom.dcmread(path).SOPInstanceUID: str(path) for path in study["files"]}
+    monkeypatch.setattr(DicomExportLogic, "fileForInstance", lambda self, uid: database[uid])
+    folder = M2DiffModuleLogic().exportDicomOrRaise(study["enhanced"], study["pet"], str(study["out"]))
+    assert folder == str(study["out"]) and len(os.listdir(folder)) == len(study["files"])
+
+
+def test_the_export_button_says_why_it_is_off(study):
+    from M2DiffModule import M2DiffModuleLogic, exportDicomProblem
+
+    parameterNode = M2DiffModuleLogic().getParameterNode()
+    parameterNode.ldPet = study["pet"]
+    assert "Enhance first" in exportDicomProblem(parameterNode)
+    parameterNode.outputVolume = study["enhanced"]
+    assert exportDicomProblem(parameterNode) is None
+    study["pet"].RemoveAttribute("DICOM.instanceUIDs")
+    assert "not loaded with the DICOM module" in exportDicomProblem(parameterNode)
+
+
+@pytest.mark.parametrize("name, folder", [("PET enhanced", "PET_enhanced"), ("sub-01/ses:1 (M2Diff)", "sub-01_ses_1_M2Diff"),
+                                          ("///", "M2Diff_enhanced")])
+def test_series_folder_names_keep_only_safe_characters(name, folder):
+    assert seriesFolderName(name) == folder
