@@ -1,8 +1,8 @@
 """A small, valid PET-BIDS dataset from the bundled simulated subject (sub-0007), for the BIDS App tests.
 
 sub-01 has a session (ses-01) with an FDG PET and a T1w; sub-02 has a PET only (no session, MRI-free). The
-volumes are the simulated subject's LD-PET and T1, resampled to 4 mm (sub-02: the LD-PET at 5 mm, standing in
-for a second scan) so a tiny-model enhance takes seconds.
+volumes are the simulated subject's LD-PET resampled to 4 mm (sub-02: at 5 mm, standing in for a second scan)
+and its T1 at 2.5 mm (the coarsest the input checks take for a T1), so a tiny-model enhance takes seconds.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from M2DiffSlicer.resources import resource_path
 
 SUBJECT = ("SampleData", "sub-0007")
 SPACING_MM = (4.0, 4.0, 4.0)
+T1_SPACING_MM = (2.5, 2.5, 2.5)
 FDG_SIDECAR = {
     "Manufacturer": "Siemens", "ManufacturersModelName": "Biograph mCT (simulated)", "Units": "Bq/mL",
     "BodyPart": "Brain", "TracerName": "FDG", "TracerRadionuclide": "F18", "InjectedRadioactivity": 2.5,
@@ -55,7 +56,7 @@ def build_dataset(root: Path) -> Path:
     pet01 = root / "sub-01" / "ses-01" / "pet" / "sub-01_ses-01_trc-FDG_pet"
     _write_image(pet01.with_name(pet01.name + ".nii.gz"), _sample("pet_ld_drf100"))
     _write_json(pet01.with_name(pet01.name + ".json"), FDG_SIDECAR)
-    _write_image(root / "sub-01" / "ses-01" / "anat" / "sub-01_ses-01_T1w.nii.gz", _sample("t1"))
+    _write_image(root / "sub-01" / "ses-01" / "anat" / "sub-01_ses-01_T1w.nii.gz", _sample("t1", T1_SPACING_MM))
     pet02 = root / "sub-02" / "pet" / "sub-02_trc-FDG_pet"
     _write_image(pet02.with_name(pet02.name + ".nii.gz"), _sample("pet_ld_drf100", (5.0, 5.0, 5.0)))
     _write_json(pet02.with_name(pet02.name + ".json"), FDG_SIDECAR)
