@@ -62,19 +62,21 @@ def unhandled_choice(value: object) -> NoReturn:
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, fields: Iterable[dataclasses.Field],
-                            defaults: Any = None) -> None:
+                            defaults: Any = None, required: Iterable[str] | None = None) -> None:
     """One `--flag` per field of the dataclass `cls`, typed from its annotation.
 
     A field's metadata may give `help`, `flag` (default `--field-name`), `metavar` and `required`. Booleans get
     `--flag/--no-flag`, enums their values as choices, `list[T]` takes any number of values and `tuple[T, ...]`
-    at least one; `T | None` is typed as T. `defaults` (an instance of `cls`) overrides the field defaults.
+    at least one; `T | None` is typed as T. `defaults` (an instance of `cls`) overrides the field defaults;
+    `required`, when given, replaces the metadata's choice of which flags are required.
     """
     hints = typing.get_type_hints(cls)
+    required = None if required is None else set(required)
     for field in fields:
         meta = field.metadata
         default = getattr(defaults, field.name) if defaults is not None else _field_default(field)
         keywords: dict[str, Any] = {"dest": field.name, "help": meta.get("help", f"default: {default}")}
-        if meta.get("required"):
+        if (field.name in required) if required is not None else meta.get("required"):
             keywords["required"] = True
         else:
             keywords["default"] = _as_argument(default)

@@ -10,8 +10,9 @@ from ..options import add_dataclass_arguments, dataclass_values
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    """Add the `enhance` options: one flag per job.json key (EnhanceJob and InferenceOptions fields)."""
-    add_dataclass_arguments(parser, EnhanceJob, option_fields(EnhanceJob))
+    """Add the `enhance` options: one flag per job.json key (EnhanceJob and InferenceOptions fields); --out may
+    be left out when --out-dicom names the only output (dicom_output checks that one of them is given)."""
+    add_dataclass_arguments(parser, EnhanceJob, option_fields(EnhanceJob), required=("pet",))
     add_dataclass_arguments(parser, InferenceOptions, option_fields(InferenceOptions))
     parser.add_argument("--out-dicom", default=None, metavar="FOLDER",
                         help="also write a DICOM PET series derived from the --pet DICOM series (automatic when "

@@ -63,12 +63,14 @@ def wants_series(pet: str, out: str) -> bool:
 
 
 @contextlib.contextmanager
-def dicom_output(pet: str, out: str, out_dicom: str | None) -> Iterator[DicomOutput]:
+def dicom_output(pet: str, out: str | None, out_dicom: str | None) -> Iterator[DicomOutput]:
     """The DICOM output `--pet/--out/--out-dicom` ask for, checked now; a temporary volume is removed after.
 
-    :param out: --out; when it names the series folder itself, the volume goes to a temporary file.
+    :param out: --out; when it is None or names the series folder itself, the volume goes to a temporary file.
     :raises BadInputError: --out-dicom without a DICOM PET series input, or an unusable destination folder.
     """
+    if out is None and out_dicom is None:
+        raise BadInputError("give --out (a volume file, or a folder for a DICOM series input) or --out-dicom FOLDER")
     series = out_dicom if out_dicom is not None else (out if wants_series(pet, out) else None)
     if series is None:
         yield DicomOutput(out)
@@ -78,7 +80,7 @@ def dicom_output(pet: str, out: str, out_dicom: str | None) -> Iterator[DicomOut
                             "series folder")
     folder = check_series_destination(series)
     scratch = None
-    if Path(out) == Path(series):
+    if out is None or Path(out) == Path(series):
         scratch = Path(tempfile.mkdtemp(prefix="m2diff-dicom-"))
         out = str(scratch / "enhanced.nii.gz")
     try:

@@ -71,6 +71,17 @@ def test_a_dicom_input_with_a_folder_as_out_writes_only_a_dicom_series(series, t
     assert f"dicom: {tmp_path / 'enhanced'}" in printed and "output:" not in printed
 
 
+def test_out_dicom_alone_writes_only_the_series(series, tmp_path, capsys):
+    assert _enhance(series, "--out-dicom", tmp_path / "dicom") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dicom"]
+    assert len(list((tmp_path / "dicom").iterdir())) == len(list(series["pet"].iterdir()))
+
+
+def test_neither_out_nor_out_dicom_is_a_clear_error(series, capsys):
+    assert main(["enhance", "--pet", str(series["pet"])]) == 2
+    assert "--out-dicom" in capsys.readouterr().err
+
+
 def test_out_dicom_without_a_dicom_input_is_refused(series, tmp_path, capsys):
     nifti = tmp_path / "pet.nii.gz"
     sitk.WriteImage(read_image(series["pet"]), str(nifti))
