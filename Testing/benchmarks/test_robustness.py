@@ -1,0 +1,32 @@
+"""The robustness benchmark's safeguard calibration: its PSNR is the metrics module's, and it picks the ramp
+that keeps the input where the network harms it and the network where it helps."""
+
+import numpy as np
+import pytest
+
+import robustness  # benchmarks/ is on pytest's pythonpath (pyproject.toml)
+from M2DiffSlicer.imaging import metrics
+
+
+def _case(noise_level: float, network_helps: bool, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    sd = np.zeros((12, 16, 16), np.float32)
+    sd[2:10, 3:13, 3:13] = 1.0 + 0.2 * rng.random((8, 10, 10))
+    ld = sd + rng.normal(0, 0.05, sd.shape).astype(np.float32)
+    good, bad = sd, 0.7 * sd  # the reference itself, or over-smoothed into a bias
+    return {"sd": sd, "ld": ld, "mask": sd > 0.5, "noise_level": noise_level,
+            "m2diff": (good if network_helps else bad).astype(np.float32)}
+
+
+def test_slice_psnr_is_the_metrics_modules():
+    case = _case(0.01, True, 0)
+    assert robustness._slice_psnr(case["ld"], case) == pytest.approx(
+        metrics.slice_metrics(case["ld"], case["sd"], case["mask"])["psnr"], rel=1e-9)
+
+
+def test_calibration_turns_the_network_off_below_the_noise_where_it_stops_helping():
+    val = [_case(0.005, False, 1), _case(0.008, False, 2), _case(0.02, True, 3), _case(0.025, True, 4)]
+    ramp = robustness.calibrate_ramp(val, ceiling=0.03)
+    assert ramp.weight(0.005) == 0.0 and ramp.weight(0.008) == 0.0
+    assert ramp.weight(0.02) == 1.0 and ramp.weight(0.025) == 1.0
+    assert ramp.noise_full <= 0.03
