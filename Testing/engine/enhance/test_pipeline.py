@@ -26,14 +26,6 @@ class EchoModel:
         return {"x0": ld_pet, "x0_pet": ld_pet, "x0_mri": None, "var_pet": None, "var_mri": None}
 
 
-@pytest.fixture(scope="module")
-def subject(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("subject")
-    paths = es.write_subject(folder)
-    paths["weights"] = es.tiny_checkpoint(folder / "tiny.pt")
-    return paths
-
-
 @pytest.fixture
 def echo_model(monkeypatch):
     grid = ModelGrid(spacing_mm=es.TEST_GRID["grid_spacing_mm"], size_xyz=tuple(es.TEST_GRID["grid_size"]))

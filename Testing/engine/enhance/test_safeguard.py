@@ -22,11 +22,6 @@ class DoublingModel:
         return {"x0": 2 * ld_pet, "x0_pet": 2 * ld_pet, "x0_mri": None, "var_pet": None, "var_mri": None}
 
 
-@pytest.fixture(scope="module")
-def subject(tmp_path_factory):
-    return es.write_subject(tmp_path_factory.mktemp("subject"))
-
-
 @pytest.fixture
 def doubling_model(monkeypatch):
     grid = ModelGrid(spacing_mm=es.TEST_GRID["grid_spacing_mm"], size_xyz=tuple(es.TEST_GRID["grid_size"]))

@@ -10,18 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import enhance_subjects as es
 from M2DiffSlicer.errors import ExitCode
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="module")
-def subject(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("worker-subject")
-    paths = es.write_subject(folder)
-    paths["weights"] = es.tiny_checkpoint(folder / "tiny.pt")
-    return paths
 
 
 def _job_file(folder: Path, subject, **fields) -> Path:
