@@ -22,7 +22,7 @@ from M2DiffSlicer.imaging.model_grid import prepare_inputs
 from M2DiffSlicer.imaging.registration import register_rigid
 from M2DiffSlicer.model.catalogue import validate_catalogue
 from M2DiffSlicer.resources import resource_path
-from M2DiffSlicer.training.data import ld_file
+from M2DiffSlicer.subject_files import ld_file
 
 
 def subject_profile(folder: str, drf: int) -> dict[str, float]:

@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage
 
+from ..subject_files import ld_name
 from .anatomy import Grid
 from .projector import Geometry, Projector
 from .reconstruction import osem, post_filter
@@ -41,13 +42,6 @@ class AcquisitionSettings(Protocol):
     drfs: tuple[float, ...]
     noise_free: bool
     recon_min_pixel_mm: float
-
-
-def ld_name(drf: float) -> str:
-    """Image name of a low-dose level: 'ld_drf020' for DRF 20 (today's names), 'ld_drf037p42' for DRF 37.42."""
-    if float(drf).is_integer():
-        return f"ld_drf{int(drf):03d}"
-    return f"ld_drf{drf:06.2f}".replace(".", "p")
 
 
 def recon_grid(pet_grid: Grid, min_pixel_mm: float) -> Grid:

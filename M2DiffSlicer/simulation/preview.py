@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..subject_files import SD_FILE, T1_FILE, TRANSFORM_FILE, ld_file
+
 
 def write_preview(folder: str | Path, png: str | Path, drf: float = 100) -> Path:
     """Render `folder`'s T1 / SD / LD(drf) through the brain centre (axial, coronal, sagittal) into `png`."""
@@ -15,12 +17,10 @@ def write_preview(folder: str | Path, png: str | Path, drf: float = 100) -> Path
     import SimpleITK as sitk
 
     folder, png = Path(folder), Path(png)
-    sd = sitk.ReadImage(str(folder / "pet_sd.nii.gz"))
-    from .acquisition import ld_name
-
-    ld = sitk.ReadImage(str(folder / f"pet_{ld_name(drf)}.nii.gz"))
-    t1 = sitk.Resample(sitk.ReadImage(str(folder / "t1.nii.gz"), sitk.sitkFloat32), sd,
-                       sitk.ReadTransform(str(folder / "t1_to_pet.tfm")), sitk.sitkLinear, 0.0)
+    sd = sitk.ReadImage(str(folder / SD_FILE))
+    ld = sitk.ReadImage(str(folder / ld_file(drf)))
+    t1 = sitk.Resample(sitk.ReadImage(str(folder / T1_FILE), sitk.sitkFloat32), sd,
+                       sitk.ReadTransform(str(folder / TRANSFORM_FILE)), sitk.sitkLinear, 0.0)
     arrays = [sitk.GetArrayFromImage(image) for image in (t1, sd, ld)]
     brain = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "brain_pet.nii.gz"))) > 0
     z, y, x = (int(round(c)) for c in np.argwhere(brain).mean(0))

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..subject_files import ld_name
 from . import activity as act
 from . import anatomy as ana
 from . import mri
-from .acquisition import acquire_and_reconstruct, ld_name, recon_grid, sinogram_bins
+from .acquisition import acquire_and_reconstruct, recon_grid, sinogram_bins
 from .atrophy import AtrophyConfig, atrophied, draw_atrophy
 from .body import BodyConfig, body_fraction
 from .domain import FIXED, DomainConfig, draw_subject_config

@@ -42,7 +42,13 @@ class TrainConfig:
     # Train and sample only the first `truncate_at` timesteps; sampling starts from the LD-PET diffused to the last
     # (diffusion.process_betas). 0 keeps the whole process.
     truncate_at: int = 0
-    drf: list[int] = dataclasses.field(default_factory=lambda: [100])
+    drf: list[float] = dataclasses.field(default_factory=lambda: [100.0])  # LD levels read (validation always)
+    # Train on every low-dose image each training subject has (meta.json "drfs", e.g. the randomised simulator's
+    # continuous DRF) instead of the `drf` list; validation keeps `drf` so its losses stay comparable.
+    every_dose: bool = False
+    # Side of the random square patches training batches are cut to (0: whole slices). The network is fully
+    # convolutional; smaller inputs buy more steps per CPU hour. Must be a multiple of the preset's size divisor.
+    patch_size: int = 0
     orientations: list[str] = dataclasses.field(default_factory=lambda: ["axial", "coronal", "sagittal"])
     grid_spacing_mm: float = 2.0
     grid_size: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_GRID_SIZE_XYZ))  # x, y, z
@@ -84,7 +90,7 @@ class TrainConfig:
         for name in ("batch_size", "steps", "log_interval", "checkpoint_interval", "diffusion_steps", "val_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("val_interval", "threads", "weight_decay", "grad_clip", "vlb_weight", "output_loss_weight"):
+        for name in ("val_interval", "threads", "patch_size", "weight_decay", "grad_clip", "vlb_weight", "output_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.lr_decay_start < self.steps:

@@ -24,18 +24,11 @@ import torch
 from ..atomic import atomic_path, write_text_atomic
 from ..errors import BadInputError
 from ..options import parse_enum
+from ..subject_files import META_FILE, SD_FILE, T1_FILE, TRANSFORM_FILE, ld_file, ld_name
 from ..imaging.model_grid import ModelGrid, prepare_inputs, prepare_target
 from ..imaging.orientation import Orientation
 
-SD_FILE = "pet_sd.nii.gz"
-T1_FILE = "t1.nii.gz"
-TRANSFORM_FILE = "t1_to_pet.tfm"
 CACHE_VERSION = 1
-
-
-def ld_file(drf: int) -> str:
-    """File name of the LD-PET at dose reduction factor `drf` in a subject folder."""
-    return f"pet_ld_drf{drf:03d}.nii.gz"
 
 
 class CacheDtype(enum.Enum):
@@ -54,7 +47,7 @@ class SubjectVolumes:
     """
 
     name: str
-    drf: int
+    drf: float
     volumes: np.ndarray
     scale: float
 
@@ -79,13 +72,30 @@ def find_subjects(data_dir: str | os.PathLike) -> list[Path]:
     return subjects
 
 
+def subject_meta(subject_dir: str | os.PathLike) -> dict:
+    """The subject folder's meta.json ({} when the folder has none, as for hand-made folders)."""
+    path = Path(subject_dir) / META_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def low_dose_levels(subject_dir: str | os.PathLike) -> list[float]:
+    """Every low-dose DRF (> 1) the simulator wrote for a subject (meta.json "drfs"), continuous ones included.
+
+    DRF 1 is a full-dose replicate, not a low-dose scan. Raises BadInputError when meta.json lists no level.
+    """
+    levels = sorted(float(drf) for drf in subject_meta(subject_dir).get("drfs", {}).values() if drf > 1)
+    if not levels:
+        raise BadInputError(f"subject {Path(subject_dir).name}: {META_FILE} lists no low-dose image (drfs > 1)")
+    return levels
+
+
 def _source_stamp(paths: Iterable[Path]) -> list[list]:
     return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
 
 
 def load_subject(
     subject_dir: str | os.PathLike,
-    drf: int,
+    drf: float,
     grid: ModelGrid = ModelGrid(),
     cache_dir: str | os.PathLike | None = None,
     cache_dtype: CacheDtype = CacheDtype.FLOAT32,
@@ -114,7 +124,7 @@ def load_subject(
         grid_tag = f"{grid.spacing_mm:g}mm_{'x'.join(map(str, grid.size_xyz))}"
         # The folder's path hash keeps equally named subjects of different data sets apart.
         folder_tag = hashlib.sha256(key["subject"].encode()).hexdigest()[:8]
-        stem = cache_dir / f"{subject_dir.name}_{folder_tag}_drf{drf:03d}_{grid_tag}"
+        stem = cache_dir / f"{subject_dir.name}_{folder_tag}_{ld_name(drf)}_{grid_tag}"
         array_path, meta_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
         if array_path.is_file() and meta_path.is_file():
             meta = json.loads(meta_path.read_text())
@@ -158,6 +168,7 @@ class SliceDataset:
         if not subjects:
             raise ValueError("subjects must not be empty")
         self.subjects = list(subjects)
+        self.min_signal = min_signal
         self.orientations = [parse_enum(Orientation, o, "orientations") for o in orientations]
         if not self.orientations:
             raise ValueError("orientations must not be empty")
@@ -175,16 +186,20 @@ class SliceDataset:
     def from_folders(
         cls,
         subject_dirs: Sequence[str | os.PathLike],
-        drfs: Sequence[int],
+        drfs: Sequence[float] | None,
         grid: ModelGrid = ModelGrid(),
         cache_dir: str | os.PathLike | None = None,
         cache_dtype: CacheDtype = CacheDtype.FLOAT32,
         **kwargs,
     ) -> SliceDataset:
-        """Load every subject folder at every DRF in `drfs` (one volume set per pair) and build the dataset."""
-        if not drfs:
+        """Load every subject folder at every DRF in `drfs` (one volume set per pair) and build the dataset.
+
+        drfs None: each subject at every low-dose level it has (low_dose_levels).
+        """
+        if drfs is not None and not drfs:
             raise ValueError("drfs must list at least one dose reduction factor")
-        subjects = [load_subject(d, drf, grid, cache_dir, cache_dtype) for d in subject_dirs for drf in drfs]
+        subjects = [load_subject(d, drf, grid, cache_dir, cache_dtype)
+                    for d in subject_dirs for drf in (low_dose_levels(d) if drfs is None else drfs)]
         return cls(subjects, **kwargs)
 
     def __len__(self) -> int:
@@ -215,26 +230,33 @@ class SliceDataset:
         rng: np.random.Generator | None = None,
         t1_dropout: float = 0.0,
         flip: bool = False,
+        patch_size: int = 0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Stack the slices `refs` (one orientation) into a training batch.
 
         Each sample independently loses its T1 with probability `t1_dropout` (MRI-free training) and, with
         `flip`, is mirrored left/right with probability 1/2. Sagittal slices hold no left/right axis, so `flip`
-        leaves them unchanged. `rng` drives both draws and is required when either is enabled.
+        leaves them unchanged. With `patch_size` > 0 each sample is cut to a square patch of that side (or the
+        slice's side where shorter) centred on a random pixel of the head (see random_patch). `rng` drives
+        every draw and is required when any is enabled.
 
         Returns (target, cond): target [N x 1 x H x W] SD-PET / scale; cond = {"ld_pet": [N x 1 x H x W],
         "t1": [N x 1 x H x W] (zeros where dropped), "t1_present": [N] bool}.
         """
         if not 0.0 <= t1_dropout <= 1.0:
             raise ValueError(f"t1_dropout must be in [0, 1], got {t1_dropout}")
-        if rng is None and (t1_dropout > 0 or flip):
-            raise ValueError("rng is required when t1_dropout > 0 or flip is set")
+        if patch_size < 0:
+            raise ValueError(f"patch_size must be >= 0, got {patch_size}")
+        if rng is None and (t1_dropout > 0 or flip or patch_size):
+            raise ValueError("rng is required when t1_dropout > 0, flip or patch_size is set")
         orientations = {r.orientation for r in refs}
         if len(orientations) != 1:
             raise ValueError(f"a batch must hold one orientation, got {sorted(o.value for o in orientations)}")
         orientation = orientations.pop()
         stack = np.stack([orientation.take(self.subjects[r.volume].volumes, r.index) for r in refs])
         stack = stack.astype(np.float32)  # [N, 3, H, W]: LD, SD, T1
+        if patch_size:
+            stack = np.stack([random_patch(sample, patch_size, rng, self.min_signal) for sample in stack])
         n = len(refs)
         present = rng.random(n) >= t1_dropout if t1_dropout > 0 else np.ones(n, dtype=bool)
         if flip and orientation is not Orientation.SAGITTAL:
@@ -245,3 +267,20 @@ class SliceDataset:
         tensor = torch.from_numpy(np.ascontiguousarray(stack))
         cond = {"ld_pet": tensor[:, 0:1], "t1": tensor[:, 2:3], "t1_present": torch.from_numpy(present)}
         return tensor[:, 1:2], cond
+
+
+def random_patch(sample: np.ndarray, size: int, rng: np.random.Generator, min_signal: float) -> np.ndarray:
+    """A `size` x `size` window of `sample` [C, H, W] (each side capped at the slice's) centred, as far as the
+    borders allow, on a random pixel whose SD-PET (channel 1) exceeds `min_signal`: patches of air teach nothing.
+    """
+    height, width = sample.shape[1:]
+    ph, pw = min(size, height), min(size, width)
+    rows, cols = np.nonzero(sample[1] > min_signal)
+    if rows.size:
+        pick = rng.integers(rows.size)
+        centre_row, centre_col = rows[pick], cols[pick]
+    else:
+        centre_row, centre_col = height // 2, width // 2
+    top = int(np.clip(centre_row - ph // 2, 0, height - ph))
+    left = int(np.clip(centre_col - pw // 2, 0, width - pw))
+    return sample[:, top : top + ph, left : left + pw]

@@ -25,10 +25,11 @@ from ..atomic import atomic_path
 from ..model.config import ModelConfig, OutputMode, T1Input, model_config
 from ..model.unet import build_model
 from ..imaging.orientation import Orientation
-from .data import CacheDtype, SliceDataset, SliceRef, find_subjects
+from .data import CacheDtype, SliceDataset, SliceRef, find_subjects, subject_meta
 from ..diffusion.gaussian_diffusion import BetaSchedule, GaussianDiffusion, LossWeights, process_betas
 from .distributed import DistContext
 from ..diffusion.losses import mean_flat
+from ..errors import BadInputError
 from ..options import parse_enum, unhandled_choice
 from ..imaging.model_grid import ModelGrid
 from .config import TrainConfig, TrainMode
@@ -125,6 +126,9 @@ class Trainer:
 
         self.train_set, self.val_set = self._datasets()
         self.model_config: ModelConfig = model_config(config.preset, config.variant)
+        if config.patch_size % self.model_config.size_divisor:
+            raise ValueError(f"patch_size={config.patch_size} must be a multiple of {self.model_config.size_divisor} "
+                             f"(the {config.preset} preset's size divisor)")
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         self.model = build_model(self.model_config).to(self.context.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
@@ -172,16 +176,22 @@ class Trainer:
         val_dirs = [s for s in subjects if s.name in held_out] + [s for f in config.val for s in find_subjects(f)]
         if not train_dirs:
             raise ValueError("every subject is held out for validation; nothing is left to train on")
+        test_only = [f"{d.name} ({subject_meta(d)['held_out']})" for d in train_dirs + val_dirs
+                     if subject_meta(d).get("held_out")]
+        if test_only:
+            raise BadInputError(f"subjects simulated for a held-out test configuration must never be trained or "
+                                f"validated on: {', '.join(test_only)}")
 
-        def build(dirs):
+        def build(dirs, drfs):
             return SliceDataset.from_folders(
-                dirs, config.drf, self.grid, config.cache_dir, self.cache_dtype, orientations=self.orientations,
+                dirs, drfs, self.grid, config.cache_dir, self.cache_dtype, orientations=self.orientations,
             )
 
         # The main rank fills the cache first so the other ranks read it instead of resampling the same volumes.
         if not self.context.is_main:
             self.context.barrier()
-        datasets = build(train_dirs), (build(val_dirs) if val_dirs else None)
+        datasets = (build(train_dirs, None if config.every_dose else config.drf),
+                    build(val_dirs, config.drf) if val_dirs else None)
         if self.context.is_main:
             self.context.barrier()
         return datasets
@@ -217,7 +227,7 @@ class Trainer:
             group["lr"] = self.learning_rate(self.step)
         refs = self._epoch(self.step // self.batches_per_epoch)[self.step % self.batches_per_epoch]
         data_rng, torch_seed, dropout_seed = _step_seeds(config.seed, self.step, self.context.rank)
-        batch = self.train_set.collate(refs, data_rng, config.t1_dropout, config.flip)
+        batch = self.train_set.collate(refs, data_rng, config.t1_dropout, config.flip, config.patch_size)
         target, cond = _to_device(batch, self.context.device)
         generator = torch.Generator().manual_seed(torch_seed)
         self.model.train()

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from M2DiffSlicer.simulation import domain as dom
-from M2DiffSlicer.simulation.acquisition import ld_name, recon_grid, sinogram_bins
+from M2DiffSlicer.simulation.acquisition import recon_grid, sinogram_bins
+from M2DiffSlicer.subject_files import ld_name
 from M2DiffSlicer.simulation.anatomy import Grid
 from M2DiffSlicer.simulation.subject import SimulationConfig
 

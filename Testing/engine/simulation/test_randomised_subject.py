@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from M2DiffSlicer.imaging import validation
 from M2DiffSlicer.simulation import domain as dom
-from M2DiffSlicer.simulation.acquisition import ld_name
+from M2DiffSlicer.subject_files import ld_name
 from M2DiffSlicer.simulation.atrophy import AtrophyConfig
 from M2DiffSlicer.simulation.body import BodyConfig
 from M2DiffSlicer.simulation.subject import SimulationConfig, simulate_subject, write_subject

@@ -11,12 +11,14 @@ import SimpleITK as sitk
 import torch
 
 from M2DiffSlicer.training import data as dataset_module
+from M2DiffSlicer.subject_files import ld_file
 from M2DiffSlicer.training.data import (
     CacheDtype,
     SliceDataset,
     find_subjects,
-    ld_file,
     load_subject,
+    low_dose_levels,
+    random_patch,
 )
 from M2DiffSlicer.errors import BadInputError
 from M2DiffSlicer.imaging.model_grid import ModelGrid
@@ -242,6 +244,42 @@ def test_a_list_of_drfs_adds_one_volume_set_per_drf(subject_dirs, tmp_path):
     head = both.subjects[1].volumes[1] > 0.5
     error = [np.abs(s.volumes[0] - s.volumes[1])[head].mean() for s in both.subjects[:2]]
     assert error[1] > 1.5 * error[0]  # DRF 100 is noisier than DRF 20
+
+
+def test_every_dose_reads_the_levels_meta_json_lists_continuous_ones_included_but_not_the_replicate(tmp_path):
+    (folder,) = write_subjects(tmp_path / "data", count=1, drfs=(1, 4, 37.42))
+    (folder / "meta.json").write_text('{"drfs": {"ld_drf001": 1, "ld_drf004": 4, "ld_drf037p42": 37.42}}')
+    assert low_dose_levels(folder) == [4.0, 37.42]
+    dataset = SliceDataset.from_folders([folder], None, TINY_GRID, tmp_path / "cache")
+    assert [s.drf for s in dataset.subjects] == [4.0, 37.42]
+    head = dataset.subjects[0].volumes[1] > 0.5
+    error = [np.abs(s.volumes[0] - s.volumes[1])[head].mean() for s in dataset.subjects]
+    assert error[1] > 2 * error[0]  # the continuous-DRF file really is the noisier image, not DRF 4 twice
+
+
+def test_a_subject_without_low_dose_levels_in_its_meta_json_is_a_bad_input(tmp_path):
+    (folder,) = write_subjects(tmp_path, count=1, drfs=(1,))
+    (folder / "meta.json").write_text('{"drfs": {"ld_drf001": 1}}')
+    with pytest.raises(BadInputError, match="no low-dose image"):
+        SliceDataset.from_folders([folder], None, TINY_GRID)
+
+
+@pytest.mark.parametrize("orientation", list(Orientation))
+def test_patches_have_the_requested_side_capped_at_the_slice_and_lie_on_the_head(tiny_dataset, orientation):
+    refs = tiny_dataset.slices[orientation][:6]
+    target, cond = tiny_dataset.collate(refs, np.random.default_rng(3), patch_size=16)
+    height, width = SLICE_SHAPES[orientation]
+    assert target.shape == (6, 1, min(16, height), min(16, width)) == cond["ld_pet"].shape == cond["t1"].shape
+    assert ((target > tiny_dataset.min_signal).flatten(1).any(dim=1)).all()  # never a patch of air
+
+
+def test_a_patch_is_the_window_of_the_slice_around_a_head_pixel():
+    sample = np.zeros((3, 40, 30), dtype=np.float32)
+    sample[:, 30, 5] = 1.0  # the one head pixel, near the bottom-left corner
+    sample[0] = np.arange(40 * 30).reshape(40, 30)
+    patch = random_patch(sample, 16, np.random.default_rng(0), 0.1)
+    assert patch.shape == (3, 16, 16)
+    np.testing.assert_array_equal(patch[0], sample[0, 22:38, 0:16])  # centred on (30, 5), shifted to fit
 
 
 def test_a_batch_mixing_orientations_is_rejected(tiny_dataset):

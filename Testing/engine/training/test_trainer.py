@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from M2DiffSlicer.diffusion.loss_weights import LossWeights
+from M2DiffSlicer.errors import BadInputError
 from M2DiffSlicer.model import checkpoint
 from M2DiffSlicer.training.trainer import Trainer, train
 from M2DiffSlicer.training.config import TrainConfig, add_config_arguments, config_from_arguments
@@ -68,13 +69,14 @@ def test_unknown_json_fields_are_rejected():
         TrainConfig.from_json(json.dumps({"learning_rate": 1.0}))
 
 
-@pytest.mark.parametrize("mode", ["diffusion", "regression"])
-def test_training_loss_falls_on_a_tiny_dataset(data_dir, tmp_path, mode):
+@pytest.mark.parametrize("mode, patch_size", [("diffusion", 0), ("regression", 0), ("regression", 8)])
+def test_training_loss_falls_on_a_tiny_dataset(data_dir, tmp_path, mode, patch_size):
     steps = 20
     # ema_rate 0: the validated EMA model is the trained model, so validate() measures this run's progress on
-    # fixed batches, timesteps and noise (training losses at random t jump by 100x between steps).
+    # fixed batches, timesteps and noise (training losses at random t jump by 100x between steps). Validation
+    # always runs on whole slices, so with patches it also shows that what patches taught carries to slices.
     config = tiny_config(data_dir, tmp_path, mode=mode, steps=steps, log_interval=1, val_interval=0,
-                         checkpoint_interval=steps, t1_dropout=0.0, ema_rate=0.0)
+                         checkpoint_interval=steps, t1_dropout=0.0, ema_rate=0.0, patch_size=patch_size)
     trainer = Trainer(config)
     before = trainer.validate()["val_loss"]
     losses = [record["loss"] for record in trainer.run()]
@@ -163,6 +165,28 @@ def test_held_out_subjects_must_exist_and_leave_something_to_train(data_dir, tmp
         Trainer(tiny_config(data_dir, tmp_path, val_subjects=["sub-0099"]))
     with pytest.raises(ValueError, match="nothing is left"):
         Trainer(tiny_config(data_dir, tmp_path, val_subjects=["sub-0001", "sub-0002", "sub-0003"]))
+
+
+def test_a_patch_size_the_network_cannot_halve_down_is_refused(data_dir, tmp_path):
+    with pytest.raises(ValueError, match="patch_size=7 must be a multiple of 2"):
+        Trainer(tiny_config(data_dir, tmp_path, patch_size=7))
+
+
+def test_every_dose_trains_on_each_subjects_listed_levels_and_validates_on_the_drf_list(tmp_path):
+    folders = write_subjects(tmp_path / "data", count=3, drfs=(4, 37.42, 100))
+    for folder in folders:
+        (folder / "meta.json").write_text('{"drfs": {"ld_drf004": 4, "ld_drf037p42": 37.42}, "held_out": null}')
+    trainer = Trainer(tiny_config(tmp_path / "data", tmp_path / "run", cache=str(tmp_path / "cache"),
+                                  every_dose=True, drf=[100]))
+    assert sorted({s.drf for s in trainer.train_set.subjects}) == [4.0, 37.42]
+    assert [s.drf for s in trainer.val_set.subjects] == [100.0]
+
+
+def test_subjects_of_a_held_out_test_configuration_are_never_trained_on(tmp_path):
+    folders = write_subjects(tmp_path / "data", count=3, drfs=(100,))
+    (folders[1] / "meta.json").write_text('{"drfs": {"ld_drf100": 100}, "held_out": "scanner=sharp,fov=brain"}')
+    with pytest.raises(BadInputError, match=r"sub-0002 \(scanner=sharp,fov=brain\)"):
+        Trainer(tiny_config(tmp_path / "data", tmp_path / "run", cache=str(tmp_path / "cache")))
 
 
 def test_a_truncated_process_trains_only_its_timesteps(data_dir, tmp_path):
