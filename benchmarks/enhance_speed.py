@@ -1,6 +1,6 @@
 """Speed and memory of `m2diff enhance` here, the levers that change them, and the distance to the CPU peak.
 
-1. `m2diff enhance` end to end on the sample 2 mm brain (Resources/SampleData/sub-0007, with its T1, three
+1. `m2diff enhance` end to end on --pet/--t1 (default the sample 2 mm brain, Resources/SampleData/sub-0007; three
    orientations, batch 16) for each K in --steps, each in its own process: wall time and peak resident memory.
 2. Levers, measured on the network alone at the model grid's slice sizes: batch size, bf16 autocast,
    channels-last, torch threads (time per slice-step = one network evaluation of one slice).
@@ -30,13 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def run_enhance(weights: Path, steps: int, out: Path, extra: list[str]) -> dict:
-    """One `m2diff enhance` process on the sample: wall seconds and peak RSS (GB) from wait4's rusage."""
-    sample = REPO / "Resources" / "SampleData" / "sub-0007"
-    command = [sys.executable, "-m", "M2DiffSlicer", "enhance", "--pet", str(sample / "pet_ld_drf100.nii.gz"),
-               "--t1", str(sample / "t1.nii.gz"), "--out", str(out / f"enhanced_k{steps}.nii.gz"),
-               "--weights", str(weights), "--steps", str(steps), "--report", str(out / f"report_k{steps}.json"),
-               *extra]
+SAMPLE = REPO / "Resources" / "SampleData" / "sub-0007"
+
+
+def run_enhance(weights: Path, steps: int, out: Path, pet: Path, t1: Path) -> dict:
+    """One `m2diff enhance` process on `pet` with `t1`: wall seconds and peak RSS (GB) from wait4's rusage."""
+    command = [sys.executable, "-m", "M2DiffSlicer", "enhance", "--pet", str(pet),
+               "--t1", str(t1), "--out", str(out / f"enhanced_k{steps}.nii.gz"),
+               "--weights", str(weights), "--steps", str(steps), "--report", str(out / f"report_k{steps}.json")]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -45,7 +46,7 @@ def run_enhance(weights: Path, steps: int, out: Path, extra: list[str]) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"m2diff enhance failed with exit code {os.waitstatus_to_exitcode(status)}")
     report = json.loads((out / f"report_k{steps}.json").read_text())
-    return {"steps": steps, "wall_s": round(wall, 1), "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
+    return {"pet": str(pet.relative_to(REPO) if pet.is_relative_to(REPO) else pet), "steps": steps, "wall_s": round(wall, 1), "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
             "timings_s": report["timings_s"], "sampled_slices": report["sampled_slices"]}
 
 
@@ -101,7 +102,8 @@ def main() -> None:
     flops = slice_step_flops(model)  # 4.
     results["flops"] = flops_report(flops, results["slices"]["sampled"])
     results["levers"] = levers(model, flops["axial"], args.lever_iterations)  # 2.
-    results["end_to_end"] = [] if args.skip_end_to_end else end_to_end(model, config, args.preset, args.steps)  # 1.
+    results["end_to_end"] = [] if args.skip_end_to_end else end_to_end(model, config, args.preset, args.steps,
+                                                                     args.pet, args.t1)  # 1.
     results["machine"]["load_avg_at_end"] = os.getloadavg()
     print_report(results)
     if args.json:
@@ -114,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--lever-iterations", type=int, default=2)
     parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--pet", type=Path, default=SAMPLE / "pet_ld_drf100.nii.gz",
+                        help="LD-PET of the end-to-end runs (default: the sample 2 mm brain)")
+    parser.add_argument("--t1", type=Path, default=SAMPLE / "t1.nii.gz", help="its T1")
     parser.add_argument("--json", default=None, help="also write the numbers here")
     return parser
 
@@ -126,8 +131,7 @@ def sample_slice_counts() -> dict:
     from M2DiffSlicer.imaging.model_grid import ModelGrid, prepare_inputs
     from M2DiffSlicer.imaging.orientation import Orientation
 
-    sample = REPO / "Resources" / "SampleData" / "sub-0007"
-    prepared = prepare_inputs(sitk.ReadImage(str(sample / "pet_ld_drf100.nii.gz")), None, None, ModelGrid())
+    prepared = prepare_inputs(sitk.ReadImage(str(SAMPLE / "pet_ld_drf100.nii.gz")), None, None, ModelGrid())
     return {"sampled": {o.value: int(len(sampled_slice_indices(prepared.pet, o))) for o in Orientation},
             "all": {o.value: int(prepared.pet.shape[o.axis]) for o in Orientation}}
 
@@ -178,8 +182,8 @@ def levers(model, axial_flops: int, iterations: int) -> list[dict]:
     return rows
 
 
-def end_to_end(model, config, preset: str, steps: list[int]) -> list[dict]:
-    """`m2diff enhance` on the sample for each K in `steps`, with the model's (untrained) weights saved."""
+def end_to_end(model, config, preset: str, steps: list[int], pet: Path, t1: Path) -> list[dict]:
+    """`m2diff enhance` on `pet` and `t1` for each K in `steps`, with the model's (untrained) weights saved."""
     from M2DiffSlicer.model.checkpoint import save_checkpoint
 
     runs = []
@@ -188,7 +192,7 @@ def end_to_end(model, config, preset: str, steps: list[int]) -> list[dict]:
         weights = folder / f"{preset}.pt"
         save_checkpoint(weights, model, config, meta={"step": 0, "note": "untrained, for timing"})
         for k in steps:
-            runs.append(run_enhance(weights, k, folder, []))
+            runs.append(run_enhance(weights, k, folder, pet, t1))
             print(runs[-1], flush=True)
     return runs
 
@@ -196,11 +200,11 @@ def end_to_end(model, config, preset: str, steps: list[int]) -> list[dict]:
 def print_report(results: dict) -> None:
     """The numbers as Markdown tables."""
     runs, f, machine = results["end_to_end"], results["flops"], results["machine"]
-    print(f"\n## m2diff enhance, {results['preset']} preset, sample 2 mm brain, 3 orientations, batch 16\n")
-    print("| K steps | wall s | peak RSS GB | sampling s |")
-    print("|---|---|---|---|")
+    print(f"\n## m2diff enhance, {results['preset']} preset, 3 orientations, batch 16\n")
+    print("| input | K steps | wall s | peak RSS GB | sampling s |")
+    print("|---|---|---|---|---|")
     for run in runs:
-        print(f"| {run['steps']} | {run['wall_s']} | {run['peak_rss_gb']} | {run['timings_s'].get('infer_and_fuse')} |")
+        print(f"| {run['pet']} | {run['steps']} | {run['wall_s']} | {run['peak_rss_gb']} | {run['timings_s'].get('infer_and_fuse')} |")
     print(f"\nslices sampled {results['slices']['sampled']} of {results['slices']['all']}; "
           f"{f['gflop_per_volume_per_step']} GFLOP per volume per step; "
           f"matmul peak {f['matmul_peak_gflops']} GFLOP/s -> {f['seconds_per_step_at_fp32_peak']} s per step at "

@@ -1,13 +1,15 @@
 """Robustness across scanners, doses and fields of view: LD, best Gaussian, M2Diff raw and with its safeguard.
 
     python benchmarks/robustness.py --val data/val --test default=data/d4 sharp=data/sharp clinical=data/clin \
-        --cache runs/robustness --out benchmarks/results [--calibrate m2diff-small-sim]
+        --cache runs/robustness --out benchmarks/results [--calibrate m2diff-small-sim] [--mri-free]
 
 Every subject folder's LD-PETs (pet_ld_drf*.nii.gz) are enhanced once through the product's pipeline with the
 default weights and the safeguard off (cached); the safeguard's blend is then applied exactly as the pipeline
 applies it. With --calibrate ID, the safeguard ramp (noise_off, noise_full) is chosen on the --val subjects only
 (maximum mean PSNR) and recorded in that catalogue entry. The Gaussian FWHM is chosen per DRF on --val too.
-Scores: 2D-slice PSNR/SSIM inside the subject's brain mask against its SD-PET; paired t-tests over subjects.
+Scores: 2D-slice PSNR/SSIM inside the subject's brain mask against its SD-PET, the mean |SUVR bias| over the
+lobes (quality.py's LOBES, cerebellar reference) and paired t-tests over subjects; "meets bar" is issue 17's
+criterion (meets_criteria). With --mri-free the test cases are also enhanced without their T1.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import itertools
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import SimpleITK as sitk
 
 from filters import gaussian_postfilter
+from quality import lobar_labels, mean_abs_suvr_bias
 from M2DiffSlicer.atomic import write_text_atomic
 from M2DiffSlicer.enhance.job import EnhanceJob
 from M2DiffSlicer.enhance.pipeline import enhance
@@ -32,30 +36,49 @@ from M2DiffSlicer.imaging import metrics
 from M2DiffSlicer.model.catalogue import default_entry
 from M2DiffSlicer.resources import resource_path
 
+METHODS = ("LD", "Gaussian", "M2Diff raw", "M2Diff", "M2Diff MRI-free")
+SCORES = ("psnr", "ssim", "lobar_bias")
 GAUSSIAN_FWHM_MM = (0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
 RAMP_GRID = np.round(np.arange(0.0, 0.0601, 0.001), 4)
 WEIGHTS = np.linspace(0.0, 1.0, 21)
 
 
-def enhanced_case(folder: Path, tag: str, cache: Path) -> dict:
-    """LD, SD, mask, the raw M2Diff output (arrays on the PET grid) and the input's noise level of one case."""
-    out = cache / folder.parent.name / folder.name / f"drf{tag}"
+def enhanced_case(folder: Path, tag: str, cache: Path, mri_free: bool = False) -> dict:
+    """LD, SD, mask, lobes, the raw M2Diff output(s) (arrays on the PET grid) and the input's noise level of one
+    case; with `mri_free` also the network's output without the T1 (key "m2diff_mri_free")."""
     ld_path = folder / f"pet_ld_drf{tag}.nii.gz"
+    runs = {"m2diff": _enhanced(folder, ld_path, cache / folder.parent.name / folder.name / f"drf{tag}", True)}
+    if mri_free:
+        runs["m2diff_mri_free"] = _enhanced(folder, ld_path,
+                                            cache / folder.parent.name / folder.name / f"drf{tag}-mri-free", False)
+    read = lambda name: sitk.GetArrayFromImage(sitk.ReadImage(str(name), sitk.sitkFloat32))  # noqa: E731
+    ld_image = sitk.ReadImage(str(ld_path), sitk.sitkFloat32)
+    noise = json.loads((runs["m2diff"].parent / "report.json").read_text())["input_profile"]["noise_level"]["value"]
+    meta = json.loads((folder / "meta.json").read_text())
+    names = {int(k): v for k, v in meta["labels"].items()}
+    regions = SimpleNamespace(name=folder.name, labels=read(folder / "roi_pet.nii.gz").astype(np.int32), names=names,
+                              reference_label=next(k for k, v in names.items() if v == meta["reference_region"]))
+    return {"subject": folder.name, "drf": _drf(tag), "ld": sitk.GetArrayFromImage(ld_image),
+            "spacing": ld_image.GetSpacing()[::-1], "sd": read(folder / "pet_sd.nii.gz"),
+            "mask": read(folder / "brain_pet.nii.gz") > 0.5, "regions": regions, "lobes": lobar_labels(regions),
+            "noise_level": float(noise), **{key: read(path) for key, path in runs.items()}}
+
+
+def _enhanced(folder: Path, ld_path: Path, out: Path, with_t1: bool) -> Path:
+    """The product pipeline's output for one LD-PET (default weights, safeguard off), enhanced once and cached."""
     output, report = out / "enhanced.nii.gz", out / "report.json"
     if not report.is_file():
         out.mkdir(parents=True, exist_ok=True)
-        enhance(EnhanceJob.from_dict({"pet": str(ld_path), "t1": str(folder / "t1.nii.gz"),
-                                      "output": str(output), "report": str(report), "device": "cpu",
-                                      "safeguard": False}))
-    read = lambda name: sitk.GetArrayFromImage(sitk.ReadImage(str(name), sitk.sitkFloat32))  # noqa: E731
-    ld_image = sitk.ReadImage(str(ld_path), sitk.sitkFloat32)
-    noise = json.loads(report.read_text())["input_profile"]["noise_level"]["value"]
-    return {"subject": folder.name, "drf": _drf(tag), "ld": sitk.GetArrayFromImage(ld_image), "spacing": ld_image.GetSpacing()[::-1],
-            "sd": read(folder / "pet_sd.nii.gz"), "mask": read(folder / "brain_pet.nii.gz") > 0.5,
-            "m2diff": read(output), "noise_level": float(noise)}
+        job = {"pet": str(ld_path), "output": str(output), "report": str(report), "device": "cpu",
+               "safeguard": False}
+        if with_t1:
+            job["t1"] = str(folder / "t1.nii.gz")
+        enhance(EnhanceJob.from_dict(job))
+    return output
 
 
-def cases(folders: list[Path], cache: Path, refused: list[str], drfs: list[float] | None) -> list[dict]:
+def cases(folders: list[Path], cache: Path, refused: list[str], drfs: list[float] | None,
+          mri_free: bool = False) -> list[dict]:
     """Every (subject, DRF) case of the subject folders (only `drfs` when given), enhanced (or read from the
     cache); inputs the pipeline refuses are listed in `refused` with its message."""
     found = []
@@ -65,7 +88,7 @@ def cases(folders: list[Path], cache: Path, refused: list[str], drfs: list[float
             if drfs is not None and _drf(name) not in drfs:
                 continue
             try:
-                found.append(enhanced_case(folder, name, cache))
+                found.append(enhanced_case(folder, name, cache, mri_free))
             except BadInputError as error:
                 refused.append(f"{folder.parent.name}/{folder.name} DRF {_drf(name):g}: {error}")
                 print(refused[-1], file=sys.stderr)
@@ -81,13 +104,24 @@ def _drf(name: str) -> float:
 
 
 def score(pred: np.ndarray, case: dict) -> dict[str, float]:
+    """2D-slice PSNR and SSIM in the brain mask and the mean |lobar SUVR bias| (%) against the SD-PET."""
     result = metrics.slice_metrics(pred, case["sd"], case["mask"])
-    return {"psnr": result["psnr"], "ssim": result["ssim"]}
+    regions = SimpleNamespace(**vars(case["regions"]), sd=case["sd"])
+    return {"psnr": result["psnr"], "ssim": result["ssim"],
+            "lobar_bias": mean_abs_suvr_bias(pred, regions, case["lobes"])}
 
 
-def safeguarded(case: dict, ramp: Safeguard) -> np.ndarray:
+def safeguarded(case: dict, ramp: Safeguard, key: str = "m2diff") -> np.ndarray:
+    """The network output `key` blended with the input as the pipeline's safeguard blends it."""
     weight = ramp.weight(case["noise_level"])
-    return case["ld"] + np.float32(weight) * (case["m2diff"] - case["ld"])
+    return case["ld"] + np.float32(weight) * (case[key] - case["ld"])
+
+
+def meets_criteria(row: dict, method: str = "M2Diff") -> bool:
+    """Issue 17's bar for one cell: `method` >= its input and >= the best Gaussian in PSNR and SSIM, and a mean
+    lobar SUVR bias at most max(1.5 %, the input's + 0.3 %)."""
+    return (all(row[f"{method} {k}"] >= max(row[f"LD {k}"], row[f"Gaussian {k}"]) for k in ("psnr", "ssim"))
+            and row[f"{method} lobar_bias"] <= max(1.5, row["LD lobar_bias"] + 0.3))
 
 
 def calibrate_ramp(val: list[dict], ceiling: float) -> Safeguard:
@@ -142,13 +176,17 @@ def table(groups: dict[str, list[dict]], ramp: Safeguard, fwhm: dict[int, float]
                        "Gaussian": [gaussian_postfilter(c["ld"], nearest_fwhm(fwhm, drf), c["spacing"]) for c in at],
                        "M2Diff raw": [c["m2diff"] for c in at],
                        "M2Diff": [safeguarded(c, ramp) for c in at]}
+            if all("m2diff_mri_free" in c for c in at):
+                methods["M2Diff MRI-free"] = [safeguarded(c, ramp, "m2diff_mri_free") for c in at]
             scores = {m: [score(p, c) for p, c in zip(preds, at)] for m, preds in methods.items()}
-            rows.append({"config": name, "drf": drf, "subjects": len(at),
-                         "noise_level": float(np.mean([c["noise_level"] for c in at])),
-                         "weight": float(np.mean([ramp.weight(c["noise_level"]) for c in at])),
-                         **{f"{m} {k}": float(np.mean([s[k] for s in v])) for m, v in scores.items() for k in ("psnr", "ssim")},
-                         "p vs LD": _p(scores["M2Diff"], scores["LD"]),
-                         "p vs Gaussian": _p(scores["M2Diff"], scores["Gaussian"])})
+            row = {"config": name, "drf": drf, "subjects": len(at),
+                   "noise_level": float(np.mean([c["noise_level"] for c in at])),
+                   "weight": float(np.mean([ramp.weight(c["noise_level"]) for c in at])),
+                   **{f"{m} {k}": float(np.mean([s[k] for s in v])) for m, v in scores.items() for k in SCORES},
+                   "p vs LD": _p(scores["M2Diff"], scores["LD"]),
+                   "p vs Gaussian": _p(scores["M2Diff"], scores["Gaussian"])}
+            row["meets"] = meets_criteria(row)
+            rows.append(row)
     return rows
 
 
@@ -159,15 +197,18 @@ def _p(a: list[dict], b: list[dict]) -> float | None:
 
 
 def markdown(rows: list[dict], ramp: Safeguard, fwhm: dict[int, float]) -> str:
-    methods = ("LD", "Gaussian", "M2Diff raw", "M2Diff")
-    head = "| config | DRF | n | noise | w | " + " | ".join(f"{m} PSNR / SSIM" for m in methods) + " | p vs LD | p vs Gauss |"
+    """The rows as a Markdown table: PSNR / SSIM / lobar bias of each method, paired p-values, the bar met."""
+    methods = [m for m in METHODS if rows and f"{m} psnr" in rows[0]]
+    head = ("| config | DRF | n | noise | w | " + " | ".join(f"{m} PSNR / SSIM / bias %" for m in methods)
+            + " | p vs LD | p vs Gauss | meets bar |")
     lines = [f"Safeguard ramp: noise_off {ramp.noise_off}, noise_full {ramp.noise_full}; Gaussian FWHM per DRF "
-             f"(validation): {fwhm}", "", head, "|" + "---|" * (7 + len(methods) - 2)]
+             f"(validation): {fwhm}", "", head, "|" + "---|" * (8 + len(methods))]
     for r in rows:
-        cells = " | ".join(f"{r[f'{m} psnr']:.2f} / {r[f'{m} ssim']:.3f}" for m in methods)
+        cells = " | ".join(f"{r[f'{m} psnr']:.2f} / {r[f'{m} ssim']:.3f} / {r[f'{m} lobar_bias']:.2f}"
+                           for m in methods)
         p = lambda v: "-" if v is None else f"{v:.2g}"  # noqa: E731
         lines.append(f"| {r['config']} | {r['drf']:g} | {r['subjects']} | {r['noise_level']:.4f} | {r['weight']:.2f} | "
-                     f"{cells} | {p(r['p vs LD'])} | {p(r['p vs Gaussian'])} |")
+                     f"{cells} | {p(r['p vs LD'])} | {p(r['p vs Gaussian'])} | {'yes' if r['meets'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -189,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--drf", type=float, nargs="*", default=None, help="only these DRFs (default: every file)")
     parser.add_argument("--calibrate", default=None, metavar="ID", help="record the ramp in this catalogue entry")
+    parser.add_argument("--mri-free", action="store_true", help="also score the test cases enhanced without T1")
     args = parser.parse_args(argv)
     refused: list[str] = []
     val = cases([s for folder in args.val for s in sorted(folder.glob("sub-*"))], args.cache, refused, args.drf)
@@ -199,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = {"validation": val}
     for spec in args.test:
         name, folder = spec.split("=", 1)
-        groups[name] = cases(sorted(Path(folder).glob("sub-*")), args.cache, refused, args.drf)
+        groups[name] = cases(sorted(Path(folder).glob("sub-*")), args.cache, refused, args.drf, args.mri_free)
     rows = table(groups, ramp, fwhm)
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "robustness.json", json.dumps({"ramp": vars(ramp), "fwhm": fwhm, "rows": rows,

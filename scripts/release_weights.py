@@ -38,8 +38,9 @@ def training_summary(run: Path, best_step: int) -> dict:
     return {
         "data": f"simulated subjects (m2diff simulate): {len(subjects)} training subjects "
                 f"({subjects[0]}..{subjects[-1]}), {len(held_out)} validation subjects ({', '.join(held_out)})",
-        "drf": config["drf"],
+        "drf": "every low-dose image of each subject" if config.get("every_dose") else config["drf"],
         "mode": config["mode"],
+        "patch_size": config.get("patch_size", 0),
         "steps": records[-1]["step"] if records else 0,
         "batch_size": config["batch_size"],
         "lr": config["lr"],
@@ -51,7 +52,7 @@ def training_summary(run: Path, best_step: int) -> dict:
         "vlb_weight": config.get("vlb_weight", VLB_WEIGHT_BEFORE_THE_FLAG),
         "output_loss_weight": config.get("output_loss_weight", 0.0),
         "wall_clock_s": round(records[-1]["elapsed_s"]) if records else 0,
-        "hardware": "1 CPU thread shared on a 2-core machine",
+        "hardware": f"{config.get('threads') or 'all'} CPU thread(s) on a 2-core machine",
         "weights": f"EMA weights at step {best_step}, chosen on the validation x0 MSE",
         "val_mse": validations[best_step]["val_mse"] if best_step in validations else None,
         "val_mse_mri_free": validations[best_step]["val_mse_mri_free"] if best_step in validations else None,
@@ -66,6 +67,8 @@ def _initialisation(config: dict) -> dict:
         return {}
     weights = Path(config["init_weights"])
     _, _, meta = load_checkpoint(weights)
+    if "id" in meta:  # released weights: their own catalogue entry tells how they were trained
+        return {"initialised_from": {"checkpoint": str(weights), "release": f"{meta['id']} {meta['version']}"}}
     return {"initialised_from": dict(training_summary(weights.parent.parent, int(meta["step"])),
                                      checkpoint=str(weights))}
 

@@ -30,3 +30,23 @@ def test_calibration_turns_the_network_off_below_the_noise_where_it_stops_helpin
     assert ramp.weight(0.005) == 0.0 and ramp.weight(0.008) == 0.0
     assert ramp.weight(0.02) == 1.0 and ramp.weight(0.025) == 1.0
     assert ramp.noise_full <= 0.03
+
+
+def _row(**changes) -> dict:
+    row = {"LD psnr": 30.0, "LD ssim": 0.90, "LD lobar_bias": 0.4, "Gaussian psnr": 32.0, "Gaussian ssim": 0.93,
+           "M2Diff psnr": 33.0, "M2Diff ssim": 0.95, "M2Diff lobar_bias": 1.2}
+    row.update(changes)
+    return row
+
+
+@pytest.mark.parametrize("changes, meets", [
+    ({}, True),
+    ({"M2Diff psnr": 31.9}, False),            # above its input, below the Gaussian
+    ({"M2Diff ssim": 0.92}, False),
+    ({"LD psnr": 33.5, "M2Diff psnr": 33.4, "Gaussian psnr": 33.0}, False),  # below its input
+    ({"M2Diff lobar_bias": 1.6}, False),       # over the 1.5 % floor, input's + 0.3 is lower
+    ({"LD lobar_bias": 1.5, "M2Diff lobar_bias": 1.79}, True),   # the input's bias + 0.3 % is the bar
+    ({"LD lobar_bias": 1.5, "M2Diff lobar_bias": 1.81}, False),
+])
+def test_the_bar_needs_input_gaussian_and_lobar_bias_all_met(changes, meets):
+    assert robustness.meets_criteria(_row(**changes)) is meets
