@@ -38,7 +38,8 @@ def training_summary(run: Path, best_step: int) -> dict:
     return {
         "data": f"simulated subjects (m2diff simulate): {len(subjects)} training subjects "
                 f"({subjects[0]}..{subjects[-1]}), {len(held_out)} validation subjects ({', '.join(held_out)})",
-        "drf": "every low-dose image of each subject" if config.get("every_dose") else config["drf"],
+        "drf": config["drf"],
+        "every_dose": config.get("every_dose", False),
         "mode": config["mode"],
         "patch_size": config.get("patch_size", 0),
         "steps": records[-1]["step"] if records else 0,

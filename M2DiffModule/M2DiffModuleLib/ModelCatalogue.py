@@ -67,8 +67,10 @@ def provenance(model: CatalogueModel) -> dict[str, str]:
     """What the panel states about a catalogue model: ``trainedOn`` and ``heldOut`` (plain text)."""
     training = model.training
     trainedOn = str(training.get("data", "unknown data"))
-    if training.get("drf"):
-        trainedOn += " at dose-reduction factor " + ", ".join(str(drf) for drf in training["drf"])
+    if training.get("every_dose"):
+        trainedOn += " at every low-dose level each subject has"
+    elif training.get("drf"):
+        trainedOn += " at dose-reduction factor " + ", ".join(f"{drf:g}" for drf in training["drf"])
     return {"trainedOn": trainedOn, "heldOut": _metricsText(model.metrics)}
 
 

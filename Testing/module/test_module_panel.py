@@ -63,6 +63,15 @@ def test_catalogue_lists_each_model_with_version_training_data_and_held_out_metr
     assert "simulated" in facts["trainedOn"] and "PSNR" in facts["heldOut"] and "SSIM" in facts["heldOut"]
 
 
+@pytest.mark.parametrize("training, says", [
+    ({"data": "48 subjects", "drf": [4.0, 20.0, 100.0], "every_dose": True}, "every low-dose level"),
+    ({"data": "36 subjects", "drf": [100]}, "dose-reduction factor 100"),
+])
+def test_the_training_doses_are_stated_as_the_catalogue_records_them(training, says):
+    model = ModelCatalogue.CatalogueModel("m", "1.0", "/x.pt", False, training, {})
+    assert says in ModelCatalogue.provenance(model)["trainedOn"]
+
+
 def test_notice_says_research_use_and_simulated_training_with_the_models_provenance():
     models = M2DiffModuleLogic().models()
     text = ModelCatalogue.modelNotice(models, ModelCatalogue.defaultModelId(models))
