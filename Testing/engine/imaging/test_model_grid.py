@@ -136,3 +136,42 @@ def test_the_model_grid_is_centred_on_the_brain_not_on_a_warm_neck_and_shoulders
     on_brain_grid = prepare_inputs(brain_sized).pet
     inside = on_brain_grid > 0.5
     assert np.abs(on_clinical[inside] - on_brain_grid[inside]).mean() < 0.01 * on_brain_grid[inside].mean()
+
+
+def _noisy_head(spacing: tuple[float, float, float], direction: tuple[float, ...], origin_mm: float) -> sitk.Image:
+    """A noisy ellipsoid head at an origin off any 2 mm lattice the brain centre would give."""
+    size = (48, 48, 48)
+    z, y, x = np.mgrid[: size[2], : size[1], : size[0]].astype(np.float32)
+    head = ((x - 22.3) / 15) ** 2 + ((y - 25.1) / 18) ** 2 + ((z - 23.6) / 14) ** 2 < 1
+    noise = np.random.default_rng(4).normal(1.0, 0.3, head.shape).astype(np.float32)
+    image = sitk.GetImageFromArray(np.clip(head * noise, 0.0, None) * 100.0)
+    image.SetSpacing(spacing)
+    image.SetOrigin((origin_mm, -origin_mm, 0.5 * origin_mm))
+    image.SetDirection(direction)
+    return image
+
+
+@pytest.mark.parametrize("direction", [(1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0, 0, 0, -1, 0, 0, 0, 1),
+                                       (0, 1, 0, 1, 0, 0, 0, 0, -1)])
+def test_a_pet_at_the_model_spacing_goes_to_the_model_grid_and_back_unchanged(direction):
+    pet = _noisy_head((2.0, 2.0, 2.0), direction, origin_mm=-47.3)
+    grid = ModelGrid(spacing_mm=2.0, size_xyz=(48, 48, 48))
+    prepared = prepare_inputs(pet, grid=grid)
+    restored = sitk.GetArrayFromImage(restore_output(prepared.pet, prepared, pet))
+    original = sitk.GetArrayFromImage(pet)
+    inside = restored > 0
+    assert inside.sum() > 10_000
+    # Voxel for voxel (float rounding only), noise and all: no interpolation between voxels either way.
+    np.testing.assert_allclose(restored, original, rtol=1e-5, atol=1e-3)
+
+
+def test_only_axes_at_the_model_spacing_are_moved_onto_the_input_voxels():
+    from M2DiffSlicer.imaging.model_grid import on_input_lattice
+
+    pet = _noisy_head((1.6, 1.6, 2.0), (1, 0, 0, 0, 1, 0, 0, 0, 1), origin_mm=-47.3)
+    origin = np.array([-40.55, 12.31, 7.77])
+    snapped = on_input_lattice(origin, pet, 2.0)
+    assert snapped[:2].tolist() == origin[:2].tolist()  # 1.6 mm axes: nothing to line up with
+    steps_from_input_origin = (snapped[2] - pet.GetOrigin()[2]) / 2.0
+    assert steps_from_input_origin == pytest.approx(round(steps_from_input_origin), abs=1e-9)
+    assert abs(snapped[2] - origin[2]) <= 1.0
