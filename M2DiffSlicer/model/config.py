@@ -74,6 +74,9 @@ class ModelConfig:
     variance: VarianceType = VarianceType.LEARNED_RANGE
     attention: AttentionBranches = AttentionBranches.BOTH
     output: OutputMode = OutputMode.MEAN
+    # x0 = LD-PET + each decoder's output: no correction is the easy answer, so a clean input keeps its detail and
+    # its regional uptake (the direct x0 of the paper had to re-draw a 25 %-dose image and blurred it).
+    residual: bool = False
 
     def __post_init__(self) -> None:
         for name, kind in _ENUM_FIELDS.items():
@@ -152,6 +155,8 @@ class ModelConfig:
             raise ValueError("output 'mean' needs num_decoders 2")
         if self.attention == AttentionBranches.PET and not branch:
             raise ValueError("attention 'pet' needs t1_input 'branch' (there is no MRI branch)")
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"residual must be true or false, got {self.residual!r}")
         if self.mri_decoder_dropout is not None and self.num_decoders != 2:
             raise ValueError("mri_decoder_dropout needs num_decoders 2")
 

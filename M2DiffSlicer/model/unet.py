@@ -199,7 +199,7 @@ class M2DiffNet(nn.Module):
         hs_pet, h_pet = self.pet_encoder(torch.cat(pet_input, dim=1), emb)
 
         if self.mri_encoder is None:
-            return self._outputs(self.pet_decoder(h_pet, hs_pet, emb), None, present)
+            return self._outputs(self.pet_decoder(h_pet, hs_pet, emb), None, present, ld_pet)
 
         hs_mri, h_mri = self._mri_features(x_t, t1, mask, emb, hs_pet, h_pet)
         if config.hff == HFFMode.PROJ:
@@ -216,7 +216,7 @@ class M2DiffNet(nn.Module):
 
         out_pet = self.pet_decoder(h_pet, skips_pet, emb)
         out_mri = self.mri_decoder(h_mri, skips_mri, emb) if self.mri_decoder is not None else None
-        return self._outputs(out_pet, out_mri, present)
+        return self._outputs(out_pet, out_mri, present, ld_pet)
 
     def _mri_features(
         self,
@@ -253,12 +253,22 @@ class M2DiffNet(nn.Module):
             if encoder is not None:
                 encoder.input_blocks[0][0].weight[:, 0].zero_()
 
+    @torch.no_grad()
+    def zero_x0_output_(self) -> None:
+        """Zero every decoder's x0 output channel, so that a residual network starts at x0 = LD-PET."""
+        for decoder in (self.pet_decoder, self.mri_decoder):
+            if decoder is not None:
+                conv = decoder.out[-1]
+                conv.weight[:1].zero_()
+                conv.bias[:1].zero_()
+
     def _outputs(
-        self, out_pet: torch.Tensor, out_mri: torch.Tensor | None, present: torch.Tensor
+        self, out_pet: torch.Tensor, out_mri: torch.Tensor | None, present: torch.Tensor, ld_pet: torch.Tensor
     ) -> dict[str, torch.Tensor | None]:
         learned = self.config.variance == VarianceType.LEARNED_RANGE
-        x0_pet = out_pet[:, :1]
-        x0_mri = out_mri[:, :1] if out_mri is not None else None
+        base = ld_pet if self.config.residual else 0.0
+        x0_pet = base + out_pet[:, :1]
+        x0_mri = base + out_mri[:, :1] if out_mri is not None else None
         if self.config.output == OutputMode.MEAN:
             x0 = torch.where(present[:, None, None, None], 0.5 * (x0_pet + x0_mri), x0_pet)
         elif self.config.output == OutputMode.PET:

@@ -36,6 +36,7 @@ class TrainConfig:
     val_subjects: list[str] = dataclasses.field(default_factory=list)  # subject names in `data` held out
     preset: str = "small"
     variant: str = "m2diff"
+    residual: bool = False  # the network predicts x0 - LD-PET (ModelConfig.residual)
     mode: str = "diffusion"
     schedule: str = "linear"
     diffusion_steps: int = 1000
@@ -80,7 +81,8 @@ class TrainConfig:
     seed: int = 0
     # A checkpoint (.pt of save_checkpoint) of the same preset and variant whose weights start a new run (model and
     # EMA); a run that resumes from its own state.pt ignores it. Regression-mode weights may start a diffusion run:
-    # the x_t input weights are zeroed first, so it begins at the regression's prediction.
+    # the x_t input weights are zeroed first, so it begins at the regression's prediction. Direct-x0 weights may start
+    # a residual run: the x0 output convolutions are zeroed first, so it begins at x0 = LD-PET.
     init_weights: str = ""
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     device: str = "auto"

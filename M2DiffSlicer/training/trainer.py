@@ -10,6 +10,7 @@ training (torchrun) enters only through the DistContext passed in (see distribut
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -125,7 +126,8 @@ class Trainer:
             (self.out / CONFIG_FILE).write_text(json.dumps(json.loads(config.to_json()), indent=2) + "\n")
 
         self.train_set, self.val_set = self._datasets()
-        self.model_config: ModelConfig = model_config(config.preset, config.variant)
+        self.model_config: ModelConfig = dataclasses.replace(model_config(config.preset, config.variant),
+                                                             residual=config.residual)
         if config.patch_size % self.model_config.size_divisor:
             raise ValueError(f"patch_size={config.patch_size} must be a multiple of {self.model_config.size_divisor} "
                              f"(the {config.preset} preset's size divisor)")
@@ -176,8 +178,8 @@ class Trainer:
         val_dirs = [s for s in subjects if s.name in held_out] + [s for f in config.val for s in find_subjects(f)]
         if not train_dirs:
             raise ValueError("every subject is held out for validation; nothing is left to train on")
-        test_only = [f"{d.name} ({subject_meta(d)['held_out']})" for d in train_dirs + val_dirs
-                     if subject_meta(d).get("held_out")]
+        held_out_configs = {d.name: subject_meta(d).get("held_out") for d in train_dirs + val_dirs}
+        test_only = [f"{name} ({configuration})" for name, configuration in held_out_configs.items() if configuration]
         if test_only:
             raise BadInputError(f"subjects simulated for a held-out test configuration must never be trained or "
                                 f"validated on: {', '.join(test_only)}")
@@ -328,15 +330,19 @@ class Trainer:
     def _load_initial_weights(self, path: Path) -> None:
         """Start model and EMA from a checkpoint's weights (fine-tuning); its network must be this run's.
 
-        A diffusion run started from regression weights first zeroes the x_t input weights (zero_x_t_input_).
+        A diffusion run started from regression weights first zeroes the x_t input weights (zero_x_t_input_); a
+        residual run started from direct-x0 weights first zeroes the x0 outputs (zero_x0_output_).
         """
         model, config, meta = checkpoint.load_checkpoint(path, device=self.context.device)
-        if config != self.model_config:
+        if dataclasses.replace(config, residual=self.model_config.residual) != self.model_config or (
+                config.residual and not self.model_config.residual):
             raise ValueError(f"init_weights {path} holds another network than preset={self.config.preset!r}, "
-                             f"variant={self.config.variant!r} of this run")
+                             f"variant={self.config.variant!r}, residual={self.config.residual} of this run")
         trained_mode = meta.get("train_config", {}).get("mode")
         if trained_mode == TrainMode.REGRESSION.value and self.mode == TrainMode.DIFFUSION:
             model.zero_x_t_input_()
+        if self.model_config.residual and not config.residual:
+            model.zero_x0_output_()
         self.model.load_state_dict(model.state_dict())
         self.ema.load_state_dict(model.state_dict())
 

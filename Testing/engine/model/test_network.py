@@ -218,6 +218,7 @@ def test_t1_present_that_is_not_a_bool_vector_raises_value_error():
         ("dropout", 1.5),
         ("image_size", (31, 32)),
         ("num_decoders", 3),
+        ("residual", "yes"),
     ],
 )
 def test_bad_config_raises_value_error_naming_the_field(field, value):
@@ -268,3 +269,17 @@ def test_a_timestep_block_without_forward_cannot_be_built():
 
     with pytest.raises(TypeError, match="abstract"):
         Incomplete()
+
+
+@pytest.mark.parametrize("variant", ["m2diff", "v1"])
+def test_a_residual_network_adds_its_decoders_output_to_the_ld_pet(variant):
+    direct, residual = tiny_model(variant), tiny_model(variant, residual=True)  # same seed: the same weights
+    x = inputs()
+    with torch.no_grad():
+        a, b = direct(**x), residual(**x)
+        torch.testing.assert_close(b["x0"], a["x0"] + x["ld_pet"])
+        torch.testing.assert_close(b["x0_pet"], a["x0_pet"] + x["ld_pet"])
+        if a["var_pet"] is not None:
+            torch.testing.assert_close(b["var_pet"], a["var_pet"])  # the variance output is not offset
+        residual.zero_x0_output_()
+        torch.testing.assert_close(residual(**x)["x0"], x["ld_pet"])

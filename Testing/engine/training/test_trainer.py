@@ -267,3 +267,22 @@ def test_vlb_weight_scales_the_variance_terms_of_the_training_loss(data_dir, tmp
         assert terms["loss"] == pytest.approx(task + weight * (terms["vb_pet"] + terms["vb_mri"]), rel=1e-5)
     with pytest.raises(ValueError, match="vlb_weight"):
         tiny_config(data_dir, tmp_path, vlb_weight=-1.0)
+
+
+def test_a_residual_run_started_from_direct_weights_begins_at_the_ld_pet(data_dir, tmp_path):
+    train(tiny_config(data_dir, tmp_path / "direct", steps=2, val_interval=0))
+    weights = tmp_path / "direct" / "checkpoints" / "ema.pt"
+    tuned = Trainer(tiny_config(data_dir, tmp_path / "residual", init_weights=str(weights), residual=True))
+    assert tuned.model_config.residual
+    target, cond = tuned.train_set.collate(tuned._epoch(0)[0], np.random.default_rng(0), 0.0, False)
+    tuned.model.eval()
+    with torch.no_grad():
+        out = tuned.model(torch.randn_like(target), torch.full((target.shape[0],), 500), cond["ld_pet"], cond["t1"],
+                          cond["t1_present"])
+    torch.testing.assert_close(out["x0"], cond["ld_pet"])
+    for _ in tuned.run():
+        pass
+    residual_weights = tmp_path / "residual" / "checkpoints" / "ema.pt"
+    assert checkpoint.load_checkpoint(residual_weights)[1].residual
+    with pytest.raises(ValueError, match="residual=False"):  # a residual network cannot start a direct one
+        Trainer(tiny_config(data_dir, tmp_path / "back", init_weights=str(residual_weights)))
