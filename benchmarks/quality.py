@@ -39,6 +39,7 @@ from M2DiffSlicer.options import DEFAULT_SAMPLING_STEPS
 from M2DiffSlicer.imaging.model_grid import prepare_inputs, resample_like, restore_output
 from M2DiffSlicer.imaging.registration import register_rigid
 from M2DiffSlicer.diffusion.respace import trained_process_diffusion
+from M2DiffSlicer.subject_files import META_FILE, SD_FILE, T1_FILE, TRANSFORM_FILE, ld_file
 
 GAUSSIAN_FWHM_MM = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
 GUIDED_RADIUS_MM = (2.0, 4.0, 6.0, 8.0)
@@ -77,16 +78,16 @@ class Subject:
 
 
 def load_subject(folder: Path, drfs: list[int], cache: Path) -> Subject:
-    meta = json.loads((folder / "meta.json").read_text())
-    ld = {drf: sitk.ReadImage(str(folder / f"pet_ld_drf{drf:03d}.nii.gz"), sitk.sitkFloat32) for drf in drfs}
-    sd_image = sitk.ReadImage(str(folder / "pet_sd.nii.gz"), sitk.sitkFloat32)
-    t1 = sitk.ReadImage(str(folder / "t1.nii.gz"), sitk.sitkFloat32)
+    meta = json.loads((folder / META_FILE).read_text())
+    ld = {drf: sitk.ReadImage(str(folder / ld_file(drf)), sitk.sitkFloat32) for drf in drfs}
+    sd_image = sitk.ReadImage(str(folder / SD_FILE), sitk.sitkFloat32)
+    t1 = sitk.ReadImage(str(folder / T1_FILE), sitk.sitkFloat32)
     # Registered to the noisiest PET the table uses: the harder, honest case for every MR-guided method.
     registered = cache / f"{folder.parent.name}-{folder.name}-drf{max(drfs)}-t1_to_pet.tfm"
     if not registered.exists():
         sitk.WriteTransform(register_rigid(ld[max(drfs)], t1).transform, str(registered))
     transform = sitk.ReadTransform(str(registered))
-    true_transform = sitk.ReadTransform(str(folder / "t1_to_pet.tfm"))
+    true_transform = sitk.ReadTransform(str(folder / TRANSFORM_FILE))
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "roi_pet.nii.gz"))).astype(np.int32)
     names = {int(k): v for k, v in meta["labels"].items()}
     reference = [k for k, v in names.items() if v == meta["reference_region"]]

@@ -1,12 +1,12 @@
 """Robustness across scanners, doses and fields of view: LD, best Gaussian, M2Diff raw and with its safeguard.
 
     python benchmarks/robustness.py --val data/val --test default=data/d4 sharp=data/sharp clinical=data/clin \
-        --cache runs/robustness --out benchmarks/results [--calibrate m2diff-small-sim] [--mri-free]
+        --cache runs/robustness --out benchmarks/results [--weights ID] [--calibrate] [--mri-free]
 
-Every subject folder's LD-PETs (pet_ld_drf*.nii.gz) are enhanced once through the product's pipeline with the
-default weights and the safeguard off (cached); the safeguard's blend is then applied exactly as the pipeline
-applies it. With --calibrate ID, the safeguard ramp (noise_off, noise_full) is chosen on the --val subjects only
-(maximum mean PSNR) and recorded in that catalogue entry. The Gaussian FWHM is chosen per DRF on --val too.
+Every low-dose PET of each subject folder (meta.json's DRFs) is enhanced once through the product's pipeline
+with the default weights (or --weights) and the safeguard off (cached); the safeguard's blend is then applied
+exactly as the pipeline applies it. The safeguard ramp (noise_off, noise_full) is chosen on the --val subjects only (maximum mean PSNR); with
+--calibrate it is recorded in the scored model's catalogue entry. The Gaussian FWHM is chosen per DRF on --val too.
 Scores: 2D-slice PSNR/SSIM inside the subject's brain mask against its SD-PET, the mean |SUVR bias| over the
 lobes (quality.py's LOBES, cerebellar reference) and paired t-tests over subjects; "meets bar" is issue 17's
 criterion (meets_criteria). With --mri-free the test cases are also enhanced without their T1.
@@ -33,8 +33,10 @@ from M2DiffSlicer.enhance.input_check import trained_ranges
 from M2DiffSlicer.enhance.safeguard import Safeguard
 from M2DiffSlicer.errors import BadInputError
 from M2DiffSlicer.imaging import metrics
-from M2DiffSlicer.model.catalogue import default_entry
+from M2DiffSlicer.model.catalogue import default_entry, load_catalogue
 from M2DiffSlicer.resources import resource_path
+from M2DiffSlicer.subject_files import ld_file, ld_name
+from M2DiffSlicer.training.data import low_dose_levels
 
 METHODS = ("LD", "Gaussian", "M2Diff raw", "M2Diff", "M2Diff MRI-free")
 SCORES = ("psnr", "ssim", "lobar_bias")
@@ -43,14 +45,15 @@ RAMP_GRID = np.round(np.arange(0.0, 0.0601, 0.001), 4)
 WEIGHTS = np.linspace(0.0, 1.0, 21)
 
 
-def enhanced_case(folder: Path, tag: str, cache: Path, mri_free: bool = False) -> dict:
+def enhanced_case(folder: Path, drf: float, cache: Path, mri_free: bool = False, weights: str | None = None) -> dict:
     """LD, SD, mask, lobes, the raw M2Diff output(s) (arrays on the PET grid) and the input's noise level of one
     case; with `mri_free` also the network's output without the T1 (key "m2diff_mri_free")."""
-    ld_path = folder / f"pet_ld_drf{tag}.nii.gz"
-    runs = {"m2diff": _enhanced(folder, ld_path, cache / folder.parent.name / folder.name / f"drf{tag}", True)}
+    ld_path = folder / ld_file(drf)
+    case_cache = cache / folder.parent.name / folder.name / ld_name(drf).removeprefix("ld_")
+    runs = {"m2diff": _enhanced(folder, ld_path, case_cache, True, weights)}
     if mri_free:
-        runs["m2diff_mri_free"] = _enhanced(folder, ld_path,
-                                            cache / folder.parent.name / folder.name / f"drf{tag}-mri-free", False)
+        runs["m2diff_mri_free"] = _enhanced(folder, ld_path, case_cache.with_name(f"{case_cache.name}-mri-free"),
+                                            False, weights)
     read = lambda name: sitk.GetArrayFromImage(sitk.ReadImage(str(name), sitk.sitkFloat32))  # noqa: E731
     ld_image = sitk.ReadImage(str(ld_path), sitk.sitkFloat32)
     noise = json.loads((runs["m2diff"].parent / "report.json").read_text())["input_profile"]["noise_level"]["value"]
@@ -58,19 +61,20 @@ def enhanced_case(folder: Path, tag: str, cache: Path, mri_free: bool = False) -
     names = {int(k): v for k, v in meta["labels"].items()}
     regions = SimpleNamespace(name=folder.name, labels=read(folder / "roi_pet.nii.gz").astype(np.int32), names=names,
                               reference_label=next(k for k, v in names.items() if v == meta["reference_region"]))
-    return {"subject": folder.name, "drf": _drf(tag), "ld": sitk.GetArrayFromImage(ld_image),
+    return {"subject": folder.name, "drf": drf, "ld": sitk.GetArrayFromImage(ld_image),
             "spacing": ld_image.GetSpacing()[::-1], "sd": read(folder / "pet_sd.nii.gz"),
             "mask": read(folder / "brain_pet.nii.gz") > 0.5, "regions": regions, "lobes": lobar_labels(regions),
             "noise_level": float(noise), **{key: read(path) for key, path in runs.items()}}
 
 
-def _enhanced(folder: Path, ld_path: Path, out: Path, with_t1: bool) -> Path:
-    """The product pipeline's output for one LD-PET (default weights, safeguard off), enhanced once and cached."""
+def _enhanced(folder: Path, ld_path: Path, out: Path, with_t1: bool, weights: str | None) -> Path:
+    """The product pipeline's output for one LD-PET (`weights`, None for the default; safeguard off), enhanced once
+    and cached."""
     output, report = out / "enhanced.nii.gz", out / "report.json"
     if not report.is_file():
         out.mkdir(parents=True, exist_ok=True)
         job = {"pet": str(ld_path), "output": str(output), "report": str(report), "device": "cpu",
-               "safeguard": False}
+               "safeguard": False, "weights": weights}
         if with_t1:
             job["t1"] = str(folder / "t1.nii.gz")
         enhance(EnhanceJob.from_dict(job))
@@ -78,29 +82,23 @@ def _enhanced(folder: Path, ld_path: Path, out: Path, with_t1: bool) -> Path:
 
 
 def cases(folders: list[Path], cache: Path, refused: list[str], drfs: list[float] | None,
-          mri_free: bool = False) -> list[dict]:
+          mri_free: bool = False, weights: str | None = None) -> list[dict]:
     """Every (subject, DRF) case of the subject folders (only `drfs` when given), enhanced (or read from the
     cache); inputs the pipeline refuses are listed in `refused` with its message."""
     found = []
     for folder in folders:
-        for ld in sorted(folder.glob("pet_ld_drf*.nii.gz")):
-            name = ld.name[len("pet_ld_drf"):-len(".nii.gz")]
-            if drfs is not None and _drf(name) not in drfs:
+        for drf in low_dose_levels(folder):
+            if drfs is not None and drf not in drfs:
                 continue
             try:
-                found.append(enhanced_case(folder, name, cache, mri_free))
+                found.append(enhanced_case(folder, drf, cache, mri_free, weights))
             except BadInputError as error:
-                refused.append(f"{folder.parent.name}/{folder.name} DRF {_drf(name):g}: {error}")
+                refused.append(f"{folder.parent.name}/{folder.name} DRF {drf:g}: {error}")
                 print(refused[-1], file=sys.stderr)
                 continue
             print(f"{folder.parent.name}/{folder.name} DRF {found[-1]['drf']:g}: noise "
                   f"{found[-1]['noise_level']:.4f}", file=sys.stderr)
     return found
-
-
-def _drf(name: str) -> float:
-    """DRF of an LD file name's tag: "020" -> 20, "040p65" -> 40.65 (the simulator's continuous dose)."""
-    return float(name.replace("p", "."))
 
 
 def score(pred: np.ndarray, case: dict) -> dict[str, float]:
@@ -212,6 +210,16 @@ def markdown(rows: list[dict], ramp: Safeguard, fwhm: dict[int, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def catalogue_entry(model_id: str | None):
+    """The catalogue entry `model_id`, or the default one."""
+    if model_id is None:
+        return default_entry()
+    found = [e for e in load_catalogue() if e.id == model_id]
+    if not found:
+        raise SystemExit(f"no catalogue entry {model_id!r}")
+    return found[0]
+
+
 def record_safeguard(model_id: str, ramp: Safeguard) -> None:
     """Write the calibrated ramp into the catalogue entry `model_id`."""
     path = resource_path("Models", "models.json")
@@ -229,19 +237,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("runs/robustness"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--drf", type=float, nargs="*", default=None, help="only these DRFs (default: every file)")
-    parser.add_argument("--calibrate", default=None, metavar="ID", help="record the ramp in this catalogue entry")
+    parser.add_argument("--weights", default=None, metavar="ID", help="catalogue id to score (default: the default)")
+    parser.add_argument("--calibrate", action="store_true", help="record the ramp in the scored model's entry")
     parser.add_argument("--mri-free", action="store_true", help="also score the test cases enhanced without T1")
     args = parser.parse_args(argv)
     refused: list[str] = []
-    val = cases([s for folder in args.val for s in sorted(folder.glob("sub-*"))], args.cache, refused, args.drf)
-    ceiling = trained_ranges(default_entry().path)["noise_level"][0]
+    entry = catalogue_entry(args.weights)
+    val = cases([s for folder in args.val for s in sorted(folder.glob("sub-*"))], args.cache, refused, args.drf,
+                weights=entry.id)
+    ceiling = trained_ranges(entry.path)["noise_level"][0]
     ramp, fwhm = calibrate_ramp(val, ceiling), gaussian_per_drf(val)
     if args.calibrate:
-        record_safeguard(args.calibrate, ramp)
+        record_safeguard(entry.id, ramp)
     groups = {"validation": val}
     for spec in args.test:
         name, folder = spec.split("=", 1)
-        groups[name] = cases(sorted(Path(folder).glob("sub-*")), args.cache, refused, args.drf, args.mri_free)
+        groups[name] = cases(sorted(Path(folder).glob("sub-*")), args.cache, refused, args.drf, args.mri_free,
+                             entry.id)
     rows = table(groups, ramp, fwhm)
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "robustness.json", json.dumps({"ramp": vars(ramp), "fwhm": fwhm, "rows": rows,

@@ -32,7 +32,7 @@ from ..model.catalogue import resolve_weights
 from ..model.checkpoint import read_checkpoint
 from ..errors import BadInputError, CancelledError, ModelError
 from ..imaging.input_profile import input_profile
-from .input_check import out_of_range_messages, profile_for_report, trained_ranges
+from .input_check import out_of_range_messages, profile_for_report, training_record
 from .job import OUTPUT_FIELDS, EnhanceJob, InferenceOptions
 from .safeguard import blend, safeguard_for
 from .slice_inference import InferenceResult, device_report, resolve_device, run_inference
@@ -168,6 +168,7 @@ class _LoadedModel:
     diffusion: Any
     grid: ModelGrid
     info: dict[str, Any]
+    training: dict[str, Any] | None  # the catalogue's record of how the weights were trained; None for a user's
 
 
 class _Run:
@@ -232,7 +233,7 @@ class _Run:
         profile = input_profile(prepared.pet)
         if registration is not None:
             profile["registration_nmi"] = registration.nmi_after
-        ranges = trained_ranges(model.info["path"])
+        ranges = None if model.training is None else model.training.get("input_ranges")
         self.input_profile = profile_for_report(profile, ranges)
         self.noise_level = profile["noise_level"]
         for message in out_of_range_messages(profile, ranges):
@@ -254,7 +255,7 @@ class _Run:
     def apply_safeguard(self, pet: sitk.Image, enhanced: sitk.Image, uncertainty: sitk.Image | None,
                         model: _LoadedModel):
         """Blend with the input when it is cleaner than the training data (enhance/safeguard.py); say so."""
-        safeguard = safeguard_for(model.info["path"]) if self.job.options.safeguard else None
+        safeguard = safeguard_for(model.training) if self.job.options.safeguard else None
         if safeguard is None:
             return enhanced, uncertainty
         weight = safeguard.weight(self.noise_level)
@@ -326,8 +327,10 @@ def _read_inputs(job: EnhanceJob) -> tuple[sitk.Image, sitk.Image | None, sitk.I
     return pet, t1, labels, transform
 
 
-def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple[Any, Any, ModelGrid, dict]:
-    """The network on `device`, the respaced diffusion, the model grid it was trained on, and a summary."""
+def _load_model(weights: str | None, options: InferenceOptions, device
+                ) -> tuple[Any, Any, ModelGrid, dict, dict | None]:
+    """The network on `device`, the respaced diffusion, the model grid it was trained on, a summary and the
+    catalogue's training record."""
     path, expected_sha256 = resolve_weights(weights)
     loaded = read_checkpoint(path, expected_sha256, device)  # one read: the sha256 is of the bytes loaded
     model, config, meta = loaded.model, loaded.config, loaded.meta
@@ -344,7 +347,7 @@ def _load_model(weights: str | None, options: InferenceOptions, device) -> tuple
         model = model.to(memory_format=torch.channels_last)
     info = {"path": str(path), "sha256": loaded.sha256, "config": config.to_dict(),
             "trained_steps": meta.get("step")}
-    return model, diffusion, grid, _finite(info)
+    return model, diffusion, grid, _finite(info), training_record(path)
 
 
 def _in_thread(work: Callable[[Callable[..., None]], T], cancel: threading.Event | None,

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
-from .input_check import training_record
 
 
 @dataclass(frozen=True)
@@ -38,10 +37,9 @@ class Safeguard:
         return float(np.clip((noise_level - self.noise_off) / (self.noise_full - self.noise_off), 0.0, 1.0))
 
 
-def safeguard_for(model_path: str | Path) -> Safeguard | None:
-    """The calibrated safeguard of a catalogue model, or None."""
-    record = training_record(model_path)
-    values = None if record is None else record.get("safeguard")
+def safeguard_for(training: dict[str, Any] | None) -> Safeguard | None:
+    """The calibrated safeguard in a catalogue entry's training record (input_check.training_record), or None."""
+    values = None if training is None else training.get("safeguard")
     return None if values is None else Safeguard(float(values["noise_off"]), float(values["noise_full"]))
 
 

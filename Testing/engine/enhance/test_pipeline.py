@@ -32,7 +32,7 @@ def echo_model(monkeypatch):
 
     def load(weights, options, device):
         diffusion = create_diffusion(variance="fixed_large", respacing=f"trailing{options.steps}")
-        return EchoModel(), diffusion, grid, {"path": "echo"}
+        return EchoModel(), diffusion, grid, {"path": "echo"}, None
 
     monkeypatch.setattr(pipeline, "_load_model", load)
 
@@ -268,9 +268,9 @@ def test_a_model_trained_on_a_truncated_process_is_sampled_on_it(tmp_path):
     weights = tmp_path / "truncated.pt"
     save_checkpoint(weights, build_model(config), config,
                     meta={"step": 0, "train_config": dict(es.TEST_GRID, truncate_at=80)})
-    _, diffusion, _, _ = pipeline._load_model(str(weights), InferenceOptions(steps=2), torch.device("cpu"))
+    _, diffusion, _, _, _ = pipeline._load_model(str(weights), InferenceOptions(steps=2), torch.device("cpu"))
     assert diffusion.timestep_map == [39, 79]
-    _, whole, _, _ = pipeline._load_model(str(es.tiny_checkpoint(tmp_path / "whole.pt")), InferenceOptions(steps=2),
+    _, whole, _, _, _ = pipeline._load_model(str(es.tiny_checkpoint(tmp_path / "whole.pt")), InferenceOptions(steps=2),
                                           torch.device("cpu"))
     assert whole.timestep_map == [499, 999]
     with pytest.raises(BadInputError, match="steps=81"):

@@ -27,13 +27,13 @@ def doubling_model(monkeypatch):
     grid = ModelGrid(spacing_mm=es.TEST_GRID["grid_spacing_mm"], size_xyz=tuple(es.TEST_GRID["grid_size"]))
 
     def load(weights, options, device):
-        return DoublingModel(), create_diffusion(variance="fixed_large", respacing="trailing1"), grid, {"path": "x"}
+        return DoublingModel(), create_diffusion(variance="fixed_large", respacing="trailing1"), grid, {"path": "x"}, None
 
     monkeypatch.setattr(pipeline, "_load_model", load)
 
 
 def _run(subject, tmp_path, monkeypatch, ramp: Safeguard | None, **fields):
-    monkeypatch.setattr(pipeline, "safeguard_for", lambda path: ramp)
+    monkeypatch.setattr(pipeline, "safeguard_for", lambda training: ramp)
     job = EnhanceJob.from_dict({"pet": str(subject["pet"]), "output": str(tmp_path / "out.nii.gz"),
                                 "report": str(tmp_path / "report.json"), "steps": 1, **fields})
     events = list(pipeline.enhance_events(job))
