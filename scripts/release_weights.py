@@ -5,7 +5,8 @@
 
 Writes Resources/Models/<id>.pt (float16 tensors, loaded back as float32) and adds or replaces the entry in
 Resources/Models/models.json: sha256, preset/variant, how it was trained (from the run's train_config.json and
-log.jsonl) and its held-out metrics (from benchmarks/quality.py's JSON). The catalogue is validated against
+log.jsonl) and its held-out metrics (from benchmarks/quality.py's JSON, or benchmarks/robustness.py's with
+--robustness). The catalogue is validated against
 models-schema.json before it is written.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from M2DiffSlicer.model.catalogue import validate_catalogue
 from M2DiffSlicer.model.checkpoint import load_checkpoint, save_checkpoint
+from M2DiffSlicer.options import DEFAULT_SAMPLING_STEPS
 from M2DiffSlicer.resources import resource_path
 
 # Not a default: runs written before --vlb-weight existed (9919eef) have no such key and were trained with the
@@ -40,6 +42,7 @@ def training_summary(run: Path, best_step: int) -> dict:
                 f"({subjects[0]}..{subjects[-1]}), {len(held_out)} validation subjects ({', '.join(held_out)})",
         "drf": config["drf"],
         "every_dose": config.get("every_dose", False),
+        "residual": config.get("residual", False),
         "mode": config["mode"],
         "patch_size": config.get("patch_size", 0),
         "steps": records[-1]["step"] if records else 0,
@@ -85,6 +88,21 @@ def held_out_metrics(quality: Path, label: str) -> dict:
     return metrics
 
 
+def robustness_metrics(robustness: Path, configuration: str) -> dict:
+    """Mean M2Diff scores (behind its safeguard) per DRF of one held-out configuration of benchmarks/robustness.py's
+    JSON, noisiest first."""
+    rows = [r for r in json.loads(robustness.read_text())["rows"] if r["config"] == configuration]
+    if not rows:
+        raise SystemExit(f"{robustness} has no rows for the configuration {configuration!r}")
+    metrics: dict = {"subjects": rows[0]["subjects"], "sampling_steps": DEFAULT_SAMPLING_STEPS,
+                     "scored_by": f"benchmarks/robustness.py: held-out {configuration!r} configuration (never trained "
+                                  f"on), M2Diff behind its safeguard; the other configurations in {robustness.name}"}
+    for row in sorted(rows, key=lambda r: -r["drf"]):
+        metrics[f"drf{row['drf']:g}"] = {"psnr_2d": round(row["M2Diff psnr"], 4), "ssim_2d": round(row["M2Diff ssim"], 4),
+                                         "suvr_abs_bias_lobar_pct": round(row["M2Diff lobar_bias"], 4)}
+    return metrics
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="training run folder (m2diff train --out)")
@@ -92,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", required=True)
     parser.add_argument("--quality", type=Path, help="benchmarks/quality.py JSON with this model's held-out rows")
     parser.add_argument("--quality-label", default="M2Diff", help="the method's row label in that JSON")
+    parser.add_argument("--robustness", type=Path, help="benchmarks/robustness.py JSON scored with these weights")
+    parser.add_argument("--robustness-config", default="default", help="its configuration the metrics come from")
     parser.add_argument("--default", action="store_true", help="make this the model enhance uses by default")
     args = parser.parse_args(argv)
 
@@ -105,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     entry = {"id": args.id, "version": args.version, "preset": train_config["preset"],
              "variant": train_config["variant"], "file": file_name,
              "sha256": sha256, "default": args.default, "training": training,
-             "metrics": held_out_metrics(args.quality, args.quality_label) if args.quality else {}}
+             "metrics": (held_out_metrics(args.quality, args.quality_label) if args.quality else
+                         robustness_metrics(args.robustness, args.robustness_config) if args.robustness else {})}
     catalogue_path = resource_path("Models", "models.json")
     entries = [e for e in json.loads(catalogue_path.read_text()) if e["id"] != args.id]
     if args.default:

@@ -1,6 +1,10 @@
 """The robustness benchmark's safeguard calibration: its PSNR is the metrics module's, and it picks the ramp
 that keeps the input where the network harms it and the network where it helps."""
 
+import importlib.util
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -50,3 +54,20 @@ def _row(**changes) -> dict:
 ])
 def test_the_bar_needs_input_gaussian_and_lobar_bias_all_met(changes, meets):
     assert robustness.meets_criteria(_row(**changes)) is meets
+
+
+def test_release_metrics_come_from_the_named_configuration_noisiest_dose_first(tmp_path):
+    script = Path(__file__).parents[2] / "scripts" / "release_weights.py"
+    spec = importlib.util.spec_from_file_location("release_weights", script)
+    release = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(release)
+    row = lambda config, drf, psnr: {"config": config, "drf": drf, "subjects": 2, "M2Diff psnr": psnr,  # noqa: E731
+                                     "M2Diff ssim": 0.9, "M2Diff lobar_bias": 1.0}
+    path = tmp_path / "robustness.json"
+    path.write_text(json.dumps({"rows": [row("validation", 4.0, 1.0), row("default", 4.0, 38.0),
+                                                       row("default", 100.0, 33.0), row("sharp", 100.0, 27.0)]}))
+    metrics = release.robustness_metrics(path, "default")
+    assert [k for k in metrics if k.startswith("drf")] == ["drf100", "drf4"]
+    assert metrics["drf100"]["psnr_2d"] == 33.0 and metrics["drf4"]["psnr_2d"] == 38.0
+    with pytest.raises(SystemExit, match="clinical"):
+        release.robustness_metrics(path, "clinical")
