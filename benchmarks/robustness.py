@@ -5,8 +5,9 @@
 
 Every low-dose PET of each subject folder (meta.json's DRFs) is enhanced once through the product's pipeline
 with the default weights (or --weights) and the safeguard off (cached); the safeguard's blend is then applied
-exactly as the pipeline applies it. The safeguard ramp (noise_off, noise_full) is chosen on the --val subjects only (maximum mean PSNR); with
---calibrate it is recorded in the scored model's catalogue entry. The Gaussian FWHM is chosen per DRF on --val too.
+exactly as the pipeline applies it. The safeguard ramp (noise_off, noise_full) is chosen on the --val subjects
+only (maximum mean PSNR); with --calibrate it is recorded in the scored model's catalogue entry. The Gaussian FWHM
+is chosen per DRF on --val too.
 Scores: 2D-slice PSNR/SSIM inside the subject's brain mask against its SD-PET, the mean |SUVR bias| over the
 lobes (quality.py's LOBES, cerebellar reference) and paired t-tests over subjects; "meets bar" is issue 17's
 criterion (meets_criteria). With --mri-free the test cases are also enhanced without their T1.

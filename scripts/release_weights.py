@@ -98,7 +98,8 @@ def robustness_metrics(robustness: Path, configuration: str) -> dict:
                      "scored_by": f"benchmarks/robustness.py: held-out {configuration!r} configuration (never trained "
                                   f"on), M2Diff behind its safeguard; the other configurations in {robustness.name}"}
     for row in sorted(rows, key=lambda r: -r["drf"]):
-        metrics[f"drf{row['drf']:g}"] = {"psnr_2d": round(row["M2Diff psnr"], 4), "ssim_2d": round(row["M2Diff ssim"], 4),
+        metrics[f"drf{row['drf']:g}"] = {"psnr_2d": round(row["M2Diff psnr"], 4),
+                                         "ssim_2d": round(row["M2Diff ssim"], 4),
                                          "suvr_abs_bias_lobar_pct": round(row["M2Diff lobar_bias"], 4)}
     return metrics
 
