@@ -8,9 +8,9 @@
 4. FLOPs per slice-step (torch.utils.flop_counter) x slice-steps per volume, against torch.matmul's measured
    GFLOP/s (float32 and bfloat16): the time the volume would take at the CPU's matmul peak.
 
-Untrained weights of the chosen preset are used (timing does not depend on the weights' values).
+The catalogue's default weights are timed (or --weights): the architecture users run, not a preset's bare one.
 
-    python benchmarks/enhance_speed.py                       # small preset, K = 1, 10
+    python benchmarks/enhance_speed.py                       # default weights, K = 1, 10
     python benchmarks/enhance_speed.py --steps 1 5 10 20 --json enhance_speed.json
 """
 
@@ -90,20 +90,20 @@ def main() -> None:
     args = _parser().parse_args()
     import torch
 
-    from M2DiffSlicer.model.config import model_config
-    from M2DiffSlicer.model.unet import build_model
+    from M2DiffSlicer.model.catalogue import resolve_weights
+    from M2DiffSlicer.model.checkpoint import read_checkpoint
 
     results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                                  "torch": torch.__version__, "threads": torch.get_num_threads(),
-                                 "load_avg_at_start": os.getloadavg()}, "preset": args.preset}
-    config = model_config(args.preset)
-    model = build_model(config).eval()
+                                 "load_avg_at_start": os.getloadavg()}}
+    path, sha256 = resolve_weights(args.weights)
+    model = read_checkpoint(path, sha256, torch.device("cpu")).model.eval()
+    results["weights"] = str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
     results["slices"] = sample_slice_counts()  # 3.
     flops = slice_step_flops(model)  # 4.
     results["flops"] = flops_report(flops, results["slices"]["sampled"])
     results["levers"] = levers(model, flops["axial"], args.lever_iterations)  # 2.
-    results["end_to_end"] = [] if args.skip_end_to_end else end_to_end(model, config, args.preset, args.steps,
-                                                                     args.pet, args.t1)  # 1.
+    results["end_to_end"] = [] if args.skip_end_to_end else end_to_end(path, args.steps, args.pet, args.t1)  # 1.
     results["machine"]["load_avg_at_end"] = os.getloadavg()
     print_report(results)
     if args.json:
@@ -112,7 +112,7 @@ def main() -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="small")
+    parser.add_argument("--weights", default=None, help="checkpoint path or catalogue id (default: the default)")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--lever-iterations", type=int, default=2)
     parser.add_argument("--skip-end-to-end", action="store_true")
@@ -182,15 +182,11 @@ def levers(model, axial_flops: int, iterations: int) -> list[dict]:
     return rows
 
 
-def end_to_end(model, config, preset: str, steps: list[int], pet: Path, t1: Path) -> list[dict]:
-    """`m2diff enhance` on `pet` and `t1` for each K in `steps`, with the model's (untrained) weights saved."""
-    from M2DiffSlicer.model.checkpoint import save_checkpoint
-
+def end_to_end(weights: Path, steps: list[int], pet: Path, t1: Path) -> list[dict]:
+    """`m2diff enhance` on `pet` and `t1` with `weights` for each K in `steps`."""
     runs = []
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        weights = folder / f"{preset}.pt"
-        save_checkpoint(weights, model, config, meta={"step": 0, "note": "untrained, for timing"})
         for k in steps:
             runs.append(run_enhance(weights, k, folder, pet, t1))
             print(runs[-1], flush=True)
@@ -200,7 +196,7 @@ def end_to_end(model, config, preset: str, steps: list[int], pet: Path, t1: Path
 def print_report(results: dict) -> None:
     """The numbers as Markdown tables."""
     runs, f, machine = results["end_to_end"], results["flops"], results["machine"]
-    print(f"\n## m2diff enhance, {results['preset']} preset, 3 orientations, batch 16\n")
+    print(f"\n## m2diff enhance, {results['weights']}, 3 orientations, batch 16\n")
     print("| input | K steps | wall s | peak RSS GB | sampling s |")
     print("|---|---|---|---|---|")
     for run in runs:

@@ -1,10 +1,10 @@
 """Robustness across scanners, doses and fields of view: LD, best Gaussian, M2Diff raw and with its safeguard.
 
     python benchmarks/robustness.py --val data/val --test default=data/d4 sharp=data/sharp clinical=data/clin \
-        --cache runs/robustness --out benchmarks/results [--weights ID] [--calibrate] [--mri-free]
+        --cache runs/robustness --out benchmarks/results [--weights ID] [--steps K] [--calibrate] [--mri-free]
 
 Every low-dose PET of each subject folder (meta.json's DRFs) is enhanced once through the product's pipeline
-with the default weights (or --weights) and the safeguard off (cached); the safeguard's blend is then applied
+with the default weights (or --weights), the default sampling steps (or --steps) and the safeguard off (cached); the safeguard's blend is then applied
 exactly as the pipeline applies it. The safeguard ramp (noise_off, noise_full) is chosen on the --val subjects
 only (maximum mean PSNR); with --calibrate it is recorded in the scored model's catalogue entry. The Gaussian FWHM
 is chosen per DRF on --val too.
@@ -35,6 +35,7 @@ from M2DiffSlicer.enhance.safeguard import Safeguard
 from M2DiffSlicer.errors import BadInputError
 from M2DiffSlicer.imaging import metrics
 from M2DiffSlicer.model.catalogue import default_entry, load_catalogue
+from M2DiffSlicer.options import DEFAULT_SAMPLING_STEPS
 from M2DiffSlicer.resources import resource_path
 from M2DiffSlicer.subject_files import ld_file, ld_name
 from M2DiffSlicer.training.data import low_dose_levels
@@ -46,15 +47,17 @@ RAMP_GRID = np.round(np.arange(0.0, 0.0601, 0.001), 4)
 WEIGHTS = np.linspace(0.0, 1.0, 21)
 
 
-def enhanced_case(folder: Path, drf: float, cache: Path, mri_free: bool = False, weights: str | None = None) -> dict:
+def enhanced_case(folder: Path, drf: float, cache: Path, mri_free: bool = False, weights: str | None = None,
+                  steps: int = DEFAULT_SAMPLING_STEPS) -> dict:
     """LD, SD, mask, lobes, the raw M2Diff output(s) (arrays on the PET grid) and the input's noise level of one
-    case; with `mri_free` also the network's output without the T1 (key "m2diff_mri_free")."""
+    case at `steps` sampling steps; with `mri_free` also the network's output without the T1 (key
+    "m2diff_mri_free")."""
     ld_path = folder / ld_file(drf)
-    case_cache = cache / folder.parent.name / folder.name / ld_name(drf).removeprefix("ld_")
-    runs = {"m2diff": _enhanced(folder, ld_path, case_cache, True, weights)}
+    case_cache = cache / folder.parent.name / folder.name / f"{ld_name(drf).removeprefix('ld_')}-k{steps}"
+    runs = {"m2diff": _enhanced(folder, ld_path, case_cache, True, weights, steps)}
     if mri_free:
         runs["m2diff_mri_free"] = _enhanced(folder, ld_path, case_cache.with_name(f"{case_cache.name}-mri-free"),
-                                            False, weights)
+                                            False, weights, steps)
     read = lambda name: sitk.GetArrayFromImage(sitk.ReadImage(str(name), sitk.sitkFloat32))  # noqa: E731
     ld_image = sitk.ReadImage(str(ld_path), sitk.sitkFloat32)
     noise = json.loads((runs["m2diff"].parent / "report.json").read_text())["input_profile"]["noise_level"]["value"]
@@ -68,14 +71,14 @@ def enhanced_case(folder: Path, drf: float, cache: Path, mri_free: bool = False,
             "noise_level": float(noise), **{key: read(path) for key, path in runs.items()}}
 
 
-def _enhanced(folder: Path, ld_path: Path, out: Path, with_t1: bool, weights: str | None) -> Path:
-    """The product pipeline's output for one LD-PET (`weights`, None for the default; safeguard off), enhanced once
-    and cached."""
+def _enhanced(folder: Path, ld_path: Path, out: Path, with_t1: bool, weights: str | None, steps: int) -> Path:
+    """The product pipeline's output for one LD-PET (`weights`, None for the default; `steps`; safeguard off),
+    enhanced once and cached."""
     output, report = out / "enhanced.nii.gz", out / "report.json"
     if not report.is_file():
         out.mkdir(parents=True, exist_ok=True)
         job = {"pet": str(ld_path), "output": str(output), "report": str(report), "device": "cpu",
-               "safeguard": False, "weights": weights}
+               "safeguard": False, "weights": weights, "steps": steps}
         if with_t1:
             job["t1"] = str(folder / "t1.nii.gz")
         enhance(EnhanceJob.from_dict(job))
@@ -83,7 +86,7 @@ def _enhanced(folder: Path, ld_path: Path, out: Path, with_t1: bool, weights: st
 
 
 def cases(folders: list[Path], cache: Path, refused: list[str], drfs: list[float] | None,
-          mri_free: bool = False, weights: str | None = None) -> list[dict]:
+          mri_free: bool = False, weights: str | None = None, steps: int = DEFAULT_SAMPLING_STEPS) -> list[dict]:
     """Every (subject, DRF) case of the subject folders (only `drfs` when given), enhanced (or read from the
     cache); inputs the pipeline refuses are listed in `refused` with its message."""
     found = []
@@ -92,7 +95,7 @@ def cases(folders: list[Path], cache: Path, refused: list[str], drfs: list[float
             if drfs is not None and drf not in drfs:
                 continue
             try:
-                found.append(enhanced_case(folder, drf, cache, mri_free, weights))
+                found.append(enhanced_case(folder, drf, cache, mri_free, weights, steps))
             except BadInputError as error:
                 refused.append(f"{folder.parent.name}/{folder.name} DRF {drf:g}: {error}")
                 print(refused[-1], file=sys.stderr)
@@ -239,13 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--drf", type=float, nargs="*", default=None, help="only these DRFs (default: every file)")
     parser.add_argument("--weights", default=None, metavar="ID", help="catalogue id to score (default: the default)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="sampling steps K")
     parser.add_argument("--calibrate", action="store_true", help="record the ramp in the scored model's entry")
     parser.add_argument("--mri-free", action="store_true", help="also score the test cases enhanced without T1")
     args = parser.parse_args(argv)
     refused: list[str] = []
     entry = catalogue_entry(args.weights)
     val = cases([s for folder in args.val for s in sorted(folder.glob("sub-*"))], args.cache, refused, args.drf,
-                weights=entry.id)
+                weights=entry.id, steps=args.steps)
     ceiling = trained_ranges(entry.path)["noise_level"][0]
     ramp, fwhm = calibrate_ramp(val, ceiling), gaussian_per_drf(val)
     if args.calibrate:
@@ -254,12 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.test:
         name, folder = spec.split("=", 1)
         groups[name] = cases(sorted(Path(folder).glob("sub-*")), args.cache, refused, args.drf, args.mri_free,
-                             entry.id)
+                             entry.id, args.steps)
     rows = table(groups, ramp, fwhm)
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "robustness.json", json.dumps({"ramp": vars(ramp), "fwhm": fwhm, "rows": rows,
                                                                  "refused": refused}, indent=1))
-    report = markdown(rows, ramp, fwhm) + "".join(f"\nRefused by the pipeline: {line}\n" for line in refused)
+    report = (f"Weights {entry.id} {entry.version}, {args.steps} sampling step(s).\n\n" + markdown(rows, ramp, fwhm)
+              + "".join(f"\nRefused by the pipeline: {line}\n" for line in refused))
     write_text_atomic(args.out / "robustness.md", report)
     print(report)
     return 0

@@ -64,6 +64,9 @@ class TrainConfig:
     ema_rate: float = 0.999
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     t1_dropout: float = 0.3
+    # Largest gain on a training input's noise: each sample's LD-PET becomes SD + g (LD - SD) with g log-uniform in
+    # [1, noise_gain], so its own scanner's noise texture reaches noise levels beyond its simulated doses. 1: off.
+    noise_gain: float = 1.0
     # Weight of the learned-variance VLB terms (LossWeights.vlb: 0 as in the paper's eq. 9; 1 is IDDPM's hybrid
     # loss). Their gradients reach the shared network: at 1 the x0 error stopped falling (benchmarks/training), and
     # deterministic DDIM sampling never uses the variance they train (ancestral sampling does).
@@ -103,6 +106,8 @@ class TrainConfig:
             raise ValueError(f"ema_rate must be in [0, 1), got {self.ema_rate}")
         if not 0.0 <= self.t1_dropout <= 1.0:
             raise ValueError(f"t1_dropout must be in [0, 1], got {self.t1_dropout}")
+        if not self.noise_gain >= 1.0:
+            raise ValueError(f"noise_gain must be >= 1, got {self.noise_gain}")
         if not 0 <= self.truncate_at <= self.diffusion_steps:
             raise ValueError(f"truncate_at must be in [0, diffusion_steps={self.diffusion_steps}], "
                              f"got {self.truncate_at}")

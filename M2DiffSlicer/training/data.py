@@ -231,14 +231,16 @@ class SliceDataset:
         t1_dropout: float = 0.0,
         flip: bool = False,
         patch_size: int = 0,
+        noise_gain: float = 1.0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Stack the slices `refs` (one orientation) into a training batch.
 
         Each sample independently loses its T1 with probability `t1_dropout` (MRI-free training) and, with
         `flip`, is mirrored left/right with probability 1/2. Sagittal slices hold no left/right axis, so `flip`
         leaves them unchanged. With `patch_size` > 0 each sample is cut to a square patch of that side (or the
-        slice's side where shorter) centred on a random pixel of the head (see random_patch). `rng` drives
-        every draw and is required when any is enabled.
+        slice's side where shorter) centred on a random pixel of the head (see random_patch). With `noise_gain`
+        > 1 each sample's LD-PET noise is amplified (amplify_noise). `rng` drives every draw and is required when
+        any is enabled.
 
         Returns (target, cond): target [N x 1 x H x W] SD-PET / scale; cond = {"ld_pet": [N x 1 x H x W],
         "t1": [N x 1 x H x W] (zeros where dropped), "t1_present": [N] bool}.
@@ -247,8 +249,10 @@ class SliceDataset:
             raise ValueError(f"t1_dropout must be in [0, 1], got {t1_dropout}")
         if patch_size < 0:
             raise ValueError(f"patch_size must be >= 0, got {patch_size}")
-        if rng is None and (t1_dropout > 0 or flip or patch_size):
-            raise ValueError("rng is required when t1_dropout > 0, flip or patch_size is set")
+        if not noise_gain >= 1.0:
+            raise ValueError(f"noise_gain must be >= 1, got {noise_gain}")
+        if rng is None and (t1_dropout > 0 or flip or patch_size or noise_gain > 1.0):
+            raise ValueError("rng is required when t1_dropout > 0, flip, patch_size or noise_gain > 1 is set")
         orientations = {r.orientation for r in refs}
         if len(orientations) != 1:
             raise ValueError(f"a batch must hold one orientation, got {sorted(o.value for o in orientations)}")
@@ -258,6 +262,8 @@ class SliceDataset:
         if patch_size:
             stack = np.stack([random_patch(sample, patch_size, rng, self.min_signal) for sample in stack])
         n = len(refs)
+        if noise_gain > 1.0:
+            stack[:, 0] = amplify_noise(stack[:, 0], stack[:, 1], rng.uniform(0.0, np.log(noise_gain), n))
         present = rng.random(n) >= t1_dropout if t1_dropout > 0 else np.ones(n, dtype=bool)
         if flip and orientation is not Orientation.SAGITTAL:
             mirrored = rng.random(n) < 0.5
@@ -267,6 +273,16 @@ class SliceDataset:
         tensor = torch.from_numpy(np.ascontiguousarray(stack))
         cond = {"ld_pet": tensor[:, 0:1], "t1": tensor[:, 2:3], "t1_present": torch.from_numpy(present)}
         return tensor[:, 1:2], cond
+
+
+def amplify_noise(ld: np.ndarray, sd: np.ndarray, log_gain: np.ndarray) -> np.ndarray:
+    """LD-PET samples [N, H, W] with their deviation from the SD-PET scaled by exp(log_gain) [N], kept >= 0.
+
+    The deviation is the reconstruction's own noise and low-count bias, so a gain g imitates a dose about g^2
+    times lower on the same scanner (what OSEM does to the noise's texture stays that scanner's).
+    """
+    gain = np.exp(log_gain).astype(np.float32)[:, None, None]
+    return np.maximum(sd + gain * (ld - sd), 0.0)
 
 
 def random_patch(sample: np.ndarray, size: int, rng: np.random.Generator, min_signal: float) -> np.ndarray:

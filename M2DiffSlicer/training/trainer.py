@@ -229,7 +229,8 @@ class Trainer:
             group["lr"] = self.learning_rate(self.step)
         refs = self._epoch(self.step // self.batches_per_epoch)[self.step % self.batches_per_epoch]
         data_rng, torch_seed, dropout_seed = _step_seeds(config.seed, self.step, self.context.rank)
-        batch = self.train_set.collate(refs, data_rng, config.t1_dropout, config.flip, config.patch_size)
+        batch = self.train_set.collate(refs, data_rng, config.t1_dropout, config.flip, config.patch_size,
+                                       config.noise_gain)
         target, cond = _to_device(batch, self.context.device)
         generator = torch.Generator().manual_seed(torch_seed)
         self.model.train()

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from M2DiffSlicer.errors import BadInputError
-from M2DiffSlicer.imaging.roi import CSV_COLUMNS, ball_kernel, roi_table, write_roi_csv, write_roi_json
+from M2DiffSlicer.imaging.roi import CSV_COLUMNS, ball_kernel, local_mean, roi_table, write_roi_csv, write_roi_json
 
 SPACING = (1.5, 2.0, 3.0)  # x, y, z in mm
 NAMES = {1: "Frontal", 2: "Cerebellum L", 3: "Cerebellum R", 4: "Empty"}
@@ -107,6 +107,17 @@ def test_labelmap_on_another_grid_is_resampled_by_nearest_neighbour(phantom):
     resampled = roi_table({"input": _image(ld)}, fine, NAMES)
     assert [r["voxels"] for r in resampled["rows"]] == [r["voxels"] for r in direct["rows"]]
     assert resampled["rows"][0]["input"]["mean"] == direct["rows"][0]["input"]["mean"]
+
+
+@pytest.mark.parametrize("shape, kernel_shape", [((9, 12, 7), (3, 5, 3)), ((8, 10, 11), (4, 3, 2))])
+def test_local_mean_matches_scipy_signal_fftconvolve_with_the_flipped_kernel(shape, kernel_shape):
+    from scipy import signal  # the reference only; the engine avoids importing scipy.signal
+    rng = np.random.default_rng(0)
+    array, kernel = rng.random(shape), rng.random(kernel_shape)  # asymmetric kernel: catches a missing flip
+    flipped = kernel[::-1, ::-1, ::-1]
+    expected = (signal.fftconvolve(array, flipped, mode="same")
+                / signal.fftconvolve(np.ones_like(array), flipped, mode="same"))
+    np.testing.assert_allclose(local_mean(array, kernel), expected, rtol=1e-9)
 
 
 def test_ball_kernel_of_1_ml_at_1_mm_holds_about_1000_voxels():

@@ -15,6 +15,7 @@ from M2DiffSlicer.subject_files import ld_file
 from M2DiffSlicer.training.data import (
     CacheDtype,
     SliceDataset,
+    amplify_noise,
     find_subjects,
     load_subject,
     low_dose_levels,
@@ -233,6 +234,30 @@ def test_flip_mirrors_left_right_and_leaves_sagittal_slices_alone(tiny_dataset):
     sagittal = tiny_dataset.slices[Orientation.SAGITTAL][:8]
     assert (tiny_dataset.collate(sagittal, np.random.default_rng(1), flip=True)[0]
             == tiny_dataset.collate(sagittal)[0]).all()
+
+
+def test_noise_gain_scales_each_samples_deviation_from_the_sd_pet_within_the_range(tiny_dataset):
+    refs = tiny_dataset.slices[Orientation.AXIAL][:16]
+    plain_target, plain = tiny_dataset.collate(refs)
+    target, cond = tiny_dataset.collate(refs, np.random.default_rng(2), noise_gain=3.0)
+    assert (target == plain_target).all()  # the SD-PET target and the T1 are untouched
+    assert (cond["t1"] == plain["t1"]).all()
+    deviation, amplified = plain["ld_pet"] - plain_target, cond["ld_pet"] - plain_target
+    keep = (cond["ld_pet"] > 0) & (deviation.abs() > 1e-3)  # away from the clamp at 0 and from exact agreement
+    gains = [float((amplified[i][keep[i]] / deviation[i][keep[i]]).median()) for i in range(len(refs))]
+    assert all(1.0 <= g <= 3.0 + 1e-4 for g in gains)
+    assert max(gains) - min(gains) > 0.5  # drawn per sample, not once per batch
+
+
+def test_amplified_noise_stays_non_negative_and_a_gain_below_one_is_refused(tiny_dataset):
+    ld = np.array([[[0.0, 0.5, 2.0]]], np.float32)
+    sd = np.array([[[0.5, 0.5, 1.0]]], np.float32)
+    assert amplify_noise(ld, sd, np.log([2.0])).tolist() == [[[0.0, 0.5, 3.0]]]
+    refs = tiny_dataset.slices[Orientation.AXIAL][:2]
+    with pytest.raises(ValueError, match="noise_gain"):
+        tiny_dataset.collate(refs, np.random.default_rng(0), noise_gain=0.5)
+    with pytest.raises(ValueError, match="rng is required"):
+        tiny_dataset.collate(refs, noise_gain=2.0)
 
 
 def test_a_list_of_drfs_adds_one_volume_set_per_drf(subject_dirs, tmp_path):
