@@ -1,16 +1,18 @@
 """Robustness across scanners, doses and fields of view: LD, best Gaussian, M2Diff raw and with its safeguard.
 
     python benchmarks/robustness.py --val data/val --test default=data/d4 sharp=data/sharp clinical=data/clin \
-        --cache runs/robustness --out benchmarks/results [--weights ID] [--steps K] [--calibrate] [--mri-free]
+        --cache runs/robustness --out benchmarks/results [--weights ID] [--steps K] [--calibrate] \
+        [--mri-free [NAME ...]]
 
-Every low-dose PET of each subject folder (meta.json's DRFs) is enhanced once through the product's pipeline
-with the default weights (or --weights), the default sampling steps (or --steps) and the safeguard off (cached); the safeguard's blend is then applied
-exactly as the pipeline applies it. The safeguard ramp (noise_off, noise_full) is chosen on the --val subjects
-only (maximum mean PSNR); with --calibrate it is recorded in the scored model's catalogue entry. The Gaussian FWHM
-is chosen per DRF on --val too.
+Every low-dose PET of each subject folder (meta.json's DRFs) is enhanced once through the product's pipeline with
+the default weights (or --weights), the default sampling steps (or --steps) and the safeguard off (cached); the
+safeguard's blend is then applied exactly as the pipeline applies it. The safeguard ramp (noise_off, noise_full) is
+chosen on the --val subjects only (maximum mean PSNR); with --calibrate it is recorded in the scored model's
+catalogue entry. The Gaussian FWHM is chosen per DRF on --val too.
 Scores: 2D-slice PSNR/SSIM inside the subject's brain mask against its SD-PET, the mean |SUVR bias| over the
 lobes (quality.py's LOBES, cerebellar reference) and paired t-tests over subjects; "meets bar" is issue 17's
-criterion (meets_criteria). With --mri-free the test cases are also enhanced without their T1.
+criterion (meets_criteria). With --mri-free the test cases (of the NAMEd configurations; all when none is named)
+are also enhanced without their T1.
 """
 
 from __future__ import annotations
@@ -200,14 +202,14 @@ def _p(a: list[dict], b: list[dict]) -> float | None:
 
 def markdown(rows: list[dict], ramp: Safeguard, fwhm: dict[int, float]) -> str:
     """The rows as a Markdown table: PSNR / SSIM / lobar bias of each method, paired p-values, the bar met."""
-    methods = [m for m in METHODS if rows and f"{m} psnr" in rows[0]]
+    methods = [m for m in METHODS if any(f"{m} psnr" in r for r in rows)]
     head = ("| config | DRF | n | noise | w | " + " | ".join(f"{m} PSNR / SSIM / bias %" for m in methods)
             + " | p vs LD | p vs Gauss | meets bar |")
     lines = [f"Safeguard ramp: noise_off {ramp.noise_off}, noise_full {ramp.noise_full}; Gaussian FWHM per DRF "
              f"(validation): {fwhm}", "", head, "|" + "---|" * (8 + len(methods))]
     for r in rows:
         cells = " | ".join(f"{r[f'{m} psnr']:.2f} / {r[f'{m} ssim']:.3f} / {r[f'{m} lobar_bias']:.2f}"
-                           for m in methods)
+                           if f"{m} psnr" in r else "-" for m in methods)
         p = lambda v: "-" if v is None else f"{v:.2g}"  # noqa: E731
         lines.append(f"| {r['config']} | {r['drf']:g} | {r['subjects']} | {r['noise_level']:.4f} | {r['weight']:.2f} | "
                      f"{cells} | {p(r['p vs LD'])} | {p(r['p vs Gaussian'])} | {'yes' if r['meets'] else 'no'} |")
@@ -244,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=None, metavar="ID", help="catalogue id to score (default: the default)")
     parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="sampling steps K")
     parser.add_argument("--calibrate", action="store_true", help="record the ramp in the scored model's entry")
-    parser.add_argument("--mri-free", action="store_true", help="also score the test cases enhanced without T1")
+    parser.add_argument("--mri-free", nargs="*", default=None, metavar="NAME",
+                        help="also score these test configurations (all when none is named) enhanced without T1")
     args = parser.parse_args(argv)
     refused: list[str] = []
     entry = catalogue_entry(args.weights)
@@ -257,12 +260,15 @@ def main(argv: list[str] | None = None) -> int:
     groups = {"validation": val}
     for spec in args.test:
         name, folder = spec.split("=", 1)
-        groups[name] = cases(sorted(Path(folder).glob("sub-*")), args.cache, refused, args.drf, args.mri_free,
+        mri_free = args.mri_free is not None and (not args.mri_free or name in args.mri_free)
+        groups[name] = cases(sorted(Path(folder).glob("sub-*")), args.cache, refused, args.drf, mri_free,
                              entry.id, args.steps)
     rows = table(groups, ramp, fwhm)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "robustness.json", json.dumps({"ramp": vars(ramp), "fwhm": fwhm, "rows": rows,
-                                                                 "refused": refused}, indent=1))
+    write_text_atomic(args.out / "robustness.json", json.dumps({"weights": f"{entry.id} {entry.version}",
+                                                                 "steps": args.steps, "ramp": vars(ramp),
+                                                                 "fwhm": fwhm, "rows": rows, "refused": refused},
+                                                                indent=1))
     report = (f"Weights {entry.id} {entry.version}, {args.steps} sampling step(s).\n\n" + markdown(rows, ramp, fwhm)
               + "".join(f"\nRefused by the pipeline: {line}\n" for line in refused))
     write_text_atomic(args.out / "robustness.md", report)

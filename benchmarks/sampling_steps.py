@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"steps": steps, "subject": case["subject"], "drf": case["drf"],
                          **score(case["m2diff"], case)})
     lines = [f"Weights {entry.id} {entry.version}; {len(subjects)} validation subject(s); safeguard off.", "",
-             f"| K | DRF | n | PSNR | SSIM | lobar bias % | PSNR vs K = {args.steps[0]} |", "|---|---|---|---|---|---|---|"]
+             f"| K | DRF | n | PSNR | SSIM | lobar bias % | PSNR vs K = {args.steps[0]} |",
+             "|---|---|---|---|---|---|---|"]
     first = {(r["subject"], r["drf"]): r["psnr"] for r in rows if r["steps"] == args.steps[0]}
     for steps in args.steps:
         for drf in sorted({r["drf"] for r in rows}):

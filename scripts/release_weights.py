@@ -21,7 +21,6 @@ import numpy as np
 
 from M2DiffSlicer.model.catalogue import validate_catalogue
 from M2DiffSlicer.model.checkpoint import load_checkpoint, save_checkpoint
-from M2DiffSlicer.options import DEFAULT_SAMPLING_STEPS
 from M2DiffSlicer.resources import resource_path
 
 # Not a default: runs written before --vlb-weight existed (9919eef) have no such key and were trained with the
@@ -43,6 +42,7 @@ def training_summary(run: Path, best_step: int) -> dict:
         "drf": config["drf"],
         "every_dose": config.get("every_dose", False),
         "residual": config.get("residual", False),
+        "noise_gain": config.get("noise_gain", 1.0),
         "mode": config["mode"],
         "patch_size": config.get("patch_size", 0),
         "steps": records[-1]["step"] if records else 0,
@@ -91,10 +91,12 @@ def held_out_metrics(quality: Path, label: str) -> dict:
 def robustness_metrics(robustness: Path, configuration: str) -> dict:
     """Mean M2Diff scores (behind its safeguard) per DRF of one held-out configuration of benchmarks/robustness.py's
     JSON, noisiest first."""
-    rows = [r for r in json.loads(robustness.read_text())["rows"] if r["config"] == configuration]
+    report = json.loads(robustness.read_text())
+    rows = [r for r in report["rows"] if r["config"] == configuration]
     if not rows:
         raise SystemExit(f"{robustness} has no rows for the configuration {configuration!r}")
-    metrics: dict = {"subjects": rows[0]["subjects"], "sampling_steps": DEFAULT_SAMPLING_STEPS,
+    # Reports written before robustness.py recorded its steps ran at the default of that time, 2.
+    metrics: dict = {"subjects": rows[0]["subjects"], "sampling_steps": report.get("steps", 2),
                      "scored_by": f"benchmarks/robustness.py: held-out {configuration!r} configuration (never trained "
                                   f"on), M2Diff behind its safeguard; the other configurations in {robustness.name}"}
     for row in sorted(rows, key=lambda r: -r["drf"]):
@@ -119,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     model, config, best_meta = load_checkpoint(args.run / "checkpoints" / "best.pt")
     train_config = json.loads((args.run / "train_config.json").read_text())
     file_name = f"{args.id}.pt"
+    if train_config.get("init_weights"):
+        _, _, init_meta = load_checkpoint(Path(train_config["init_weights"]))
+        if (init_meta.get("id"), init_meta.get("version")) == (args.id, args.version):
+            raise SystemExit(f"{train_config['init_weights']} already holds {args.id} {args.version} (an earlier "
+                             "run of this release overwrote the weights this run started from): restore them, e.g. "
+                             "git checkout, before releasing again")
     training = training_summary(args.run, int(best_meta["step"]))
     # The pipeline reads the schedule and model grid from meta["train_config"], as from a training checkpoint.
     sha256 = save_checkpoint(resource_path("Models", file_name), model, config,

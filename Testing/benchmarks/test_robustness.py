@@ -67,7 +67,35 @@ def test_release_metrics_come_from_the_named_configuration_noisiest_dose_first(t
     path.write_text(json.dumps({"rows": [row("validation", 4.0, 1.0), row("default", 4.0, 38.0),
                                                        row("default", 100.0, 33.0), row("sharp", 100.0, 27.0)]}))
     metrics = release.robustness_metrics(path, "default")
+    assert metrics["sampling_steps"] == 2  # a report without "steps" predates robustness.py --steps (then 2)
     assert [k for k in metrics if k.startswith("drf")] == ["drf100", "drf4"]
     assert metrics["drf100"]["psnr_2d"] == 33.0 and metrics["drf4"]["psnr_2d"] == 38.0
     with pytest.raises(SystemExit, match="clinical"):
         release.robustness_metrics(path, "clinical")
+
+
+def test_release_metrics_record_the_steps_the_report_was_scored_at(tmp_path):
+    script = Path(__file__).parents[2] / "scripts" / "release_weights.py"
+    spec = importlib.util.spec_from_file_location("release_weights", script)
+    release = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(release)
+    path = tmp_path / "robustness.json"
+    row = {"config": "default", "drf": 4.0, "subjects": 2, "M2Diff psnr": 38.0, "M2Diff ssim": 0.9,
+           "M2Diff lobar_bias": 1.0}
+    path.write_text(json.dumps({"steps": 1, "rows": [row]}))
+    assert release.robustness_metrics(path, "default")["sampling_steps"] == 1
+
+
+def test_the_table_shows_the_mri_free_column_when_only_test_rows_have_it():
+    rows = [{"config": "validation", "drf": 4.0, "subjects": 1, "noise_level": 0.01, "weight": 1.0,
+             "p vs LD": None, "p vs Gaussian": None, "meets": True, **_row()},
+            {"config": "default", "drf": 4.0, "subjects": 1, "noise_level": 0.01, "weight": 1.0,
+             "p vs LD": None, "p vs Gaussian": None, "meets": True,
+             **_row(**{"M2Diff MRI-free psnr": 31.25, "M2Diff MRI-free ssim": 0.9, "M2Diff MRI-free lobar_bias": 0.5})}]
+    for key in ("M2Diff raw", "Gaussian"):
+        for row in rows:
+            row.update({f"{key} psnr": 1.0, f"{key} ssim": 0.5, f"{key} lobar_bias": 0.1})
+    table = robustness.markdown(rows, robustness.Safeguard(0.0, 0.001), {})
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert "M2Diff MRI-free PSNR" in lines[0]
+    assert lines[1].split(" | ")[-4] == "-" and "31.25 / 0.900 / 0.50" in lines[2]
