@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                          **score(case["m2diff"], case)})
     lines = [f"{len(subjects)} validation subject(s), {DEFAULT_SAMPLING_STEPS} sampling step(s), safeguard off; "
              + ", ".join(f"{label} = {weights}" for label, weights in candidates.items()), "",
-             "| weights | subject | DRF | noise | LD PSNR | PSNR | SSIM | lobar bias % |", "|---|---|---|---|---|---|---|---|"]
+             "| weights | subject | DRF | noise | LD PSNR | PSNR | SSIM | lobar bias % |",
+             "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['weights']} | {r['subject']} | {r['drf']:g} | {r['noise_level']:.3f} | {r['LD psnr']:.2f} | "
               f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['lobar_bias']:.2f} |" for r in rows]
     lines += ["", "| weights | cases | mean PSNR | mean SSIM | mean lobar bias % |", "|---|---|---|---|---|"]
