@@ -183,7 +183,7 @@ def table(groups: dict[str, list[dict]], ramp: Safeguard, fwhm: dict[int, float]
             if all("m2diff_mri_free" in c for c in at):
                 methods["M2Diff MRI-free"] = [safeguarded(c, ramp, "m2diff_mri_free") for c in at]
             scores = {m: [score(p, c) for p, c in zip(preds, at)] for m, preds in methods.items()}
-            row = {"config": name, "drf": drf, "subjects": len(at),
+            row = {"config": name, "drf": drf, "subjects": len(at), "subject_names": [c["subject"] for c in at],
                    "noise_level": float(np.mean([c["noise_level"] for c in at])),
                    "weight": float(np.mean([ramp.weight(c["noise_level"]) for c in at])),
                    **{f"{m} {k}": float(np.mean([s[k] for s in v])) for m, v in scores.items() for k in SCORES},

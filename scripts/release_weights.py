@@ -96,7 +96,9 @@ def robustness_metrics(robustness: Path, configuration: str) -> dict:
     if not rows:
         raise SystemExit(f"{robustness} has no rows for the configuration {configuration!r}")
     # Reports written before robustness.py recorded its steps ran at the default of that time, 2.
-    metrics: dict = {"subjects": rows[0]["subjects"], "sampling_steps": report.get("steps", 2),
+    if "subject_names" not in rows[0]:
+        raise SystemExit(f"{robustness} predates robustness.py naming each row's subjects: run it again (cached)")
+    metrics: dict = {"subjects": rows[0]["subject_names"], "sampling_steps": report.get("steps", 2),
                      "scored_by": f"benchmarks/robustness.py: held-out {configuration!r} configuration (never trained "
                                   f"on), M2Diff behind its safeguard; the other configurations in {robustness.name}"}
     for row in sorted(rows, key=lambda r: -r["drf"]):

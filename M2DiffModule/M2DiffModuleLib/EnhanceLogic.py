@@ -78,7 +78,7 @@ class EnhanceSettings:
     """Engine options of one job (mirrors the job.json keys). The defaults are the engine's InferenceOptions
     defaults (Testing/module/test_engine_agreement.py checks them; the module never imports the engine)."""
 
-    steps: int = 2
+    steps: int = 1
     orientations: Orientations = Orientations.ALL
     device: Device = Device.AUTO
     seed: int = 0

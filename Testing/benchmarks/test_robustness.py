@@ -61,7 +61,8 @@ def test_release_metrics_come_from_the_named_configuration_noisiest_dose_first(t
     spec = importlib.util.spec_from_file_location("release_weights", script)
     release = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(release)
-    row = lambda config, drf, psnr: {"config": config, "drf": drf, "subjects": 2, "M2Diff psnr": psnr,  # noqa: E731
+    row = lambda config, drf, psnr: {"config": config, "drf": drf, "subjects": 2,  # noqa: E731
+                                     "subject_names": ["sub-9100", "sub-9101"], "M2Diff psnr": psnr,
                                      "M2Diff ssim": 0.9, "M2Diff lobar_bias": 1.0}
     path = tmp_path / "robustness.json"
     path.write_text(json.dumps({"rows": [row("validation", 4.0, 1.0), row("default", 4.0, 38.0),
@@ -70,6 +71,7 @@ def test_release_metrics_come_from_the_named_configuration_noisiest_dose_first(t
     assert metrics["sampling_steps"] == 2  # a report without "steps" predates robustness.py --steps (then 2)
     assert [k for k in metrics if k.startswith("drf")] == ["drf100", "drf4"]
     assert metrics["drf100"]["psnr_2d"] == 33.0 and metrics["drf4"]["psnr_2d"] == 38.0
+    assert metrics["subjects"] == ["sub-9100", "sub-9101"]  # names, as the module's model panel lists them
     with pytest.raises(SystemExit, match="clinical"):
         release.robustness_metrics(path, "clinical")
 
@@ -80,8 +82,8 @@ def test_release_metrics_record_the_steps_the_report_was_scored_at(tmp_path):
     release = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(release)
     path = tmp_path / "robustness.json"
-    row = {"config": "default", "drf": 4.0, "subjects": 2, "M2Diff psnr": 38.0, "M2Diff ssim": 0.9,
-           "M2Diff lobar_bias": 1.0}
+    row = {"config": "default", "drf": 4.0, "subjects": 2, "subject_names": ["sub-9100", "sub-9101"],
+           "M2Diff psnr": 38.0, "M2Diff ssim": 0.9, "M2Diff lobar_bias": 1.0}
     path.write_text(json.dumps({"steps": 1, "rows": [row]}))
     assert release.robustness_metrics(path, "default")["sampling_steps"] == 1
 

@@ -61,9 +61,10 @@ def test_parameter_node_round_trips_through_a_saved_scene(subject, tmp_path, mon
 
 def test_parameter_node_rejects_out_of_range_steps(scene):
     parameterNode = M2DiffModuleLogic().getParameterNode()
+    parameterNode.engine.steps = 5
     with pytest.raises(ValueError):
         parameterNode.engine.steps = 0
-    assert parameterNode.engine.steps == 2  # the default is kept
+    assert parameterNode.engine.steps == 5  # the value before the rejected one is kept
 
 
 def test_fresh_parameter_node_stores_slicers_parameter_names(scene):
