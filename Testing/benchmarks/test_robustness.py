@@ -101,3 +101,18 @@ def test_the_table_shows_the_mri_free_column_when_only_test_rows_have_it():
     lines = [line for line in table.splitlines() if line.startswith("| ")]
     assert "M2Diff MRI-free PSNR" in lines[0]
     assert lines[1].split(" | ")[-4] == "-" and "31.25 / 0.900 / 0.50" in lines[2]
+
+
+def test_candidate_comparison_averages_each_weights_and_steps_separately():
+    import compare_weights
+
+    row = lambda label, steps, drf, psnr: {"weights": label, "steps": steps, "subject": "sub-1", "drf": drf,  # noqa: E731
+                                            "noise_level": 0.02, "LD psnr": 25.0, "psnr": psnr, "ssim": 0.9,
+                                            "lobar_bias": 1.0}
+    rows = [row("new", 1, 4.0, 36.0), row("new", 1, 100.0, 30.0), row("new", 2, 4.0, 37.0),
+            row("old", 1, 4.0, 33.0)]
+    lines = compare_weights.markdown(rows, {"old": "a.pt", "new": "b.pt"}, 1).splitlines()
+    means = [line for line in lines if line.startswith(("| old", "| new")) and "sub-1" not in line]
+    assert means[0].startswith("| old | 1 | 4 | 1 | 33.00")  # candidates in the order given
+    assert any(line.startswith("| new | 1 | all | 2 | 33.00 |") for line in means)
+    assert any(line.startswith("| new | 2 | all | 1 | 37.00 |") for line in means)
