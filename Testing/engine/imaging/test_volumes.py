@@ -68,7 +68,8 @@ def test_other_formats_keep_nan_and_inf_for_the_value_check(tmp_path, suffix, ba
     # NRRD and MetaImage keep non-finite voxels as they are, so validation.check_values sees and reports them.
     path = tmp_path / f"pet{suffix}"
     sitk.WriteImage(_volume(bad), str(path))
-    array = sitk.GetArrayViewFromImage(read_image(path))
+    image = read_image(path)  # kept referenced: a view of a freed image reads released memory
+    array = sitk.GetArrayViewFromImage(image)
     assert (~np.isfinite(array)).sum() == 2
     with pytest.raises(BadInputError, match=rf"{path.name}: has 2 NaN/Inf voxels"):
         check_values(array, str(path))
