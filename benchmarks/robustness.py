@@ -1,4 +1,4 @@
-"""Robustness across scanners, doses and fields of view: LD, best Gaussian, M2Diff raw and with its safeguard.
+"""Robustness across scanners, doses and fields of view: LD, best Gaussian, M2Diff raw and behind its safeguard.
 
     python benchmarks/robustness.py --val data/val --test default=data/d4 sharp=data/sharp clinical=data/clin \
         --cache runs/robustness --out benchmarks/results [--weights ID] [--steps K] [--calibrate] \
@@ -6,9 +6,10 @@
 
 Every low-dose PET of each subject folder (meta.json's DRFs) is enhanced once through the product's pipeline with
 the default weights (or --weights), the default sampling steps (or --steps) and the safeguard off (cached); the
-safeguard's blend is then applied exactly as the pipeline applies it. The safeguard ramp (noise_off, noise_full) is
-chosen on the --val subjects only (maximum mean PSNR); with --calibrate it is recorded in the scored model's
-catalogue entry. The Gaussian FWHM is chosen per DRF on --val too.
+safeguard's blend and uptake anchor are then applied exactly as the pipeline applies them. The safeguard ramp
+(noise_off, noise_full), then the anchor's law (FWHM at the reference noise, power) are chosen on the --val subjects
+only (maximum mean PSNR); with --calibrate they are recorded in the scored model's catalogue entry. The Gaussian
+FWHM is chosen per DRF on --val too.
 Scores: 2D-slice PSNR/SSIM inside the subject's brain mask against its SD-PET, the mean |SUVR bias| over the
 lobes (quality.py's LOBES, cerebellar reference) and paired t-tests over subjects; "meets bar" is issue 17's
 criterion (meets_criteria). With --mri-free the test cases (of the NAMEd configurations; all when none is named)
@@ -18,6 +19,7 @@ are also enhanced without their T1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import sys
@@ -33,7 +35,7 @@ from M2DiffSlicer.atomic import write_text_atomic
 from M2DiffSlicer.enhance.job import EnhanceJob
 from M2DiffSlicer.enhance.pipeline import enhance
 from M2DiffSlicer.enhance.input_check import trained_ranges
-from M2DiffSlicer.enhance.safeguard import Safeguard
+from M2DiffSlicer.enhance.safeguard import ANCHOR_REFERENCE_NOISE, Safeguard, anchor_uptake
 from M2DiffSlicer.errors import BadInputError
 from M2DiffSlicer.imaging import metrics
 from M2DiffSlicer.model.catalogue import default_entry, load_catalogue
@@ -47,6 +49,9 @@ SCORES = ("psnr", "ssim", "lobar_bias")
 GAUSSIAN_FWHM_MM = (0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
 RAMP_GRID = np.round(np.arange(0.0, 0.0601, 0.001), 4)
 WEIGHTS = np.linspace(0.0, 1.0, 21)
+ANCHOR_GRID_MM = (4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 30.0)  # spans safeguard.ANCHOR_FWHM_RANGE_MM
+ANCHOR_FWHM_AT_REFERENCE = np.arange(4.0, 24.1, 1.0)
+ANCHOR_POWERS = np.arange(0.0, 2.01, 0.25)
 
 
 def enhanced_case(folder: Path, drf: float, cache: Path, mri_free: bool = False, weights: str | None = None,
@@ -116,9 +121,23 @@ def score(pred: np.ndarray, case: dict) -> dict[str, float]:
 
 
 def safeguarded(case: dict, ramp: Safeguard, key: str = "m2diff") -> np.ndarray:
-    """The network output `key` blended with the input as the pipeline's safeguard blends it."""
+    """The network output `key` blended with the input and anchored to its coarse uptake, as the pipeline's
+    safeguard does it."""
     weight = ramp.weight(case["noise_level"])
-    return case["ld"] + np.float32(weight) * (case[key] - case["ld"])
+    blended = case["ld"] + np.float32(weight) * (case[key] - case["ld"])
+    fwhm = ramp.anchor_fwhm(case["noise_level"])
+    return blended if fwhm is None or weight == 0.0 else _anchored(case, blended, fwhm)
+
+
+def _anchored(case: dict, pred: np.ndarray, fwhm_mm: float) -> np.ndarray:
+    anchored, _ = anchor_uptake(_image(case["ld"], case), _image(pred, case), fwhm_mm)
+    return sitk.GetArrayFromImage(anchored)
+
+
+def _image(array: np.ndarray, case: dict) -> sitk.Image:
+    image = sitk.GetImageFromArray(np.asarray(array, np.float32))
+    image.SetSpacing([float(s) for s in case["spacing"][::-1]])
+    return image
 
 
 def meets_criteria(row: dict, method: str = "M2Diff") -> bool:
@@ -140,6 +159,22 @@ def calibrate_ramp(val: list[dict], ceiling: float) -> Safeguard:
                                    for c, curve in zip(val, curves)]))
         if mean_psnr > best_psnr:
             best, best_psnr = ramp, mean_psnr
+    return best
+
+
+def calibrate_anchor(val: list[dict], ramp: Safeguard) -> Safeguard:
+    """`ramp` with the uptake anchor's (anchor_fwhm_mm, anchor_power) of ANCHOR_FWHM_AT_REFERENCE x ANCHOR_POWERS
+    that gives the highest mean validation PSNR (each case's PSNR interpolated over ANCHOR_GRID_MM), or `ramp`
+    without an anchor when none beats it."""
+    curves = [[_slice_psnr(_anchored(c, safeguarded(c, ramp), f), c) for f in ANCHOR_GRID_MM] for c in val]
+    plain = float(np.mean([_slice_psnr(safeguarded(c, ramp), c) for c in val]))
+    best, best_psnr = ramp, plain
+    for fwhm, power in itertools.product(ANCHOR_FWHM_AT_REFERENCE, ANCHOR_POWERS):
+        law = dataclasses.replace(ramp, anchor_fwhm_mm=float(fwhm), anchor_power=float(power))
+        mean_psnr = float(np.mean([np.interp(law.anchor_fwhm(c["noise_level"]), ANCHOR_GRID_MM, curve)
+                                   for c, curve in zip(val, curves)]))
+        if mean_psnr > best_psnr:
+            best, best_psnr = law, mean_psnr
     return best
 
 
@@ -205,8 +240,10 @@ def markdown(rows: list[dict], ramp: Safeguard, fwhm: dict[int, float]) -> str:
     methods = [m for m in METHODS if any(f"{m} psnr" in r for r in rows)]
     head = ("| config | DRF | n | noise | w | " + " | ".join(f"{m} PSNR / SSIM / bias %" for m in methods)
             + " | p vs LD | p vs Gauss | meets bar |")
-    lines = [f"Safeguard ramp: noise_off {ramp.noise_off}, noise_full {ramp.noise_full}; Gaussian FWHM per DRF "
-             f"(validation): {fwhm}", "", head, "|" + "---|" * (8 + len(methods))]
+    anchor = ("none" if ramp.anchor_fwhm_mm is None else
+              f"FWHM {ramp.anchor_fwhm_mm:g} mm x (noise / {ANCHOR_REFERENCE_NOISE:g}) ^ {ramp.anchor_power:g}")
+    lines = [f"Safeguard ramp: noise_off {ramp.noise_off}, noise_full {ramp.noise_full}; uptake anchor: {anchor}; "
+             f"Gaussian FWHM per DRF (validation): {fwhm}", "", head, "|" + "---|" * (8 + len(methods))]
     for r in rows:
         cells = " | ".join(f"{r[f'{m} psnr']:.2f} / {r[f'{m} ssim']:.3f} / {r[f'{m} lobar_bias']:.2f}"
                            if f"{m} psnr" in r else "-" for m in methods)
@@ -232,6 +269,7 @@ def record_safeguard(model_id: str, ramp: Safeguard) -> None:
     catalogue = json.loads(path.read_text(encoding="utf-8"))
     entry = next(item for item in catalogue if item["id"] == model_id)
     entry["training"]["safeguard"] = {"noise_off": ramp.noise_off, "noise_full": ramp.noise_full,
+                                      "anchor_fwhm_mm": ramp.anchor_fwhm_mm, "anchor_power": ramp.anchor_power,
                                       "chosen_on": "benchmarks/robustness.py --calibrate, validation subjects only"}
     write_text_atomic(path, json.dumps(catalogue, indent=2) + "\n")
 
@@ -254,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     val = cases([s for folder in args.val for s in sorted(folder.glob("sub-*"))], args.cache, refused, args.drf,
                 weights=entry.id, steps=args.steps)
     ceiling = trained_ranges(entry.path)["noise_level"][0]
-    ramp, fwhm = calibrate_ramp(val, ceiling), gaussian_per_drf(val)
+    ramp, fwhm = calibrate_anchor(val, calibrate_ramp(val, ceiling)), gaussian_per_drf(val)
     if args.calibrate:
         record_safeguard(entry.id, ramp)
     groups = {"validation": val}

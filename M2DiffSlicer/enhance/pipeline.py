@@ -34,7 +34,7 @@ from ..errors import BadInputError, CancelledError, ModelError
 from ..imaging.input_profile import input_profile
 from .input_check import out_of_range_messages, profile_for_report, training_record
 from .job import OUTPUT_FIELDS, EnhanceJob, InferenceOptions
-from .safeguard import blend, safeguard_for
+from .safeguard import anchor_uptake, blend, safeguard_for
 from .slice_inference import InferenceResult, device_report, resolve_device, run_inference
 from ..imaging.model_grid import ModelGrid, PreparedInputs, prepare_inputs, restore_output
 from ..imaging.registration import register_rigid
@@ -254,20 +254,27 @@ class _Run:
 
     def apply_safeguard(self, pet: sitk.Image, enhanced: sitk.Image, uncertainty: sitk.Image | None,
                         model: _LoadedModel):
-        """Blend with the input when it is cleaner than the training data (enhance/safeguard.py); say so."""
+        """Blend with the input when it is cleaner than the training data, then give the output back the input's
+        coarse uptake (enhance/safeguard.py); say so."""
         safeguard = safeguard_for(model.training) if self.job.options.safeguard else None
         if safeguard is None:
             return enhanced, uncertainty
         weight = safeguard.weight(self.noise_level)
         self.safeguard_report = {"weight": round(weight, 3), "engaged": weight < 1.0,
                                  "noise_level": self.noise_level, "noise_off": safeguard.noise_off,
-                                 "noise_full": safeguard.noise_full}
+                                 "noise_full": safeguard.noise_full, "anchor_fwhm_mm": None, "anchor_shift_pct": None}
         if weight < 1.0:
             yield self.warn(f"safeguard engaged: the input is cleaner than the model's training data (noise level "
                             f"{self.noise_level:.3g}, full correction from {safeguard.noise_full:.3g}); the output "
                             f"keeps {weight:.0%} of the network's correction")
             enhanced = blend(pet, enhanced, weight)
             uncertainty = None if uncertainty is None else uncertainty * weight
+        fwhm = safeguard.anchor_fwhm(self.noise_level)
+        if fwhm is not None and weight > 0.0:
+            enhanced, shift = anchor_uptake(pet, enhanced, fwhm)
+            self.safeguard_report.update(anchor_fwhm_mm=round(fwhm, 2), anchor_shift_pct=round(shift, 3))
+            yield self.progress("restore", 1, 1, f"uptake anchor ({fwhm:.0f} mm): the input's coarse uptake kept, "
+                                                 f"a {shift:.1f} % correction")
         return enhanced, uncertainty
 
     def write(self, enhanced: sitk.Image, uncertainty: sitk.Image | None, registration, table):

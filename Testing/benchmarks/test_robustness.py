@@ -36,6 +36,32 @@ def test_calibration_turns_the_network_off_below_the_noise_where_it_stops_helpin
     assert ramp.noise_full <= 0.03
 
 
+def _biased_case(noise_level: float, seed: int) -> dict:
+    """A network that removes the noise but lowers the left half's uptake by 20 % (a coarse, lobe-sized bias)."""
+    rng = np.random.default_rng(seed)
+    sd = np.zeros((24, 32, 32), np.float32)
+    sd[2:22, 3:29, 3:29] = 1.0 + 0.2 * rng.random((20, 26, 26))
+    ld = sd + rng.normal(0, 0.02, sd.shape).astype(np.float32)
+    network = sd.copy()
+    network[:, :, :16] *= 0.8
+    return {"sd": sd, "ld": ld, "mask": sd > 0.5, "noise_level": noise_level, "m2diff": network,
+            "spacing": (2.0, 2.0, 2.0)}
+
+
+def test_anchor_calibration_gives_a_coarsely_biased_network_the_inputs_uptake_back():
+    val = [_biased_case(0.02, 5), _biased_case(0.03, 6)]
+    chosen = robustness.calibrate_anchor(val, robustness.Safeguard(0.0, 0.001))
+    assert chosen.anchor_fwhm_mm is not None
+    assert all(robustness._slice_psnr(robustness.safeguarded(c, chosen), c) > robustness._slice_psnr(c["m2diff"], c)
+               for c in val)
+
+
+def test_anchor_calibration_leaves_an_unbiased_network_alone():
+    val = [_biased_case(0.02, 7)]
+    val[0]["m2diff"] = val[0]["sd"].copy()  # perfect: any anchor only adds the input's noise back
+    assert robustness.calibrate_anchor(val, robustness.Safeguard(0.0, 0.001)).anchor_fwhm_mm is None
+
+
 def _row(**changes) -> dict:
     row = {"LD psnr": 30.0, "LD ssim": 0.90, "LD lobar_bias": 0.4, "Gaussian psnr": 32.0, "Gaussian ssim": 0.93,
            "M2Diff psnr": 33.0, "M2Diff ssim": 0.95, "M2Diff lobar_bias": 1.2}

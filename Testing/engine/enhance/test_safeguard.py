@@ -11,7 +11,8 @@ import enhance_subjects as es
 from M2DiffSlicer.diffusion.respace import create_diffusion
 from M2DiffSlicer.enhance import pipeline
 from M2DiffSlicer.enhance.job import EnhanceJob
-from M2DiffSlicer.enhance.safeguard import Safeguard, blend
+from M2DiffSlicer.enhance.safeguard import ANCHOR_FWHM_RANGE_MM, ANCHOR_REFERENCE_NOISE, Safeguard, anchor_uptake, \
+    blend, safeguard_for
 from M2DiffSlicer.imaging.model_grid import ModelGrid
 
 
@@ -88,3 +89,63 @@ def test_blend_keeps_the_geometry_and_mixes_voxelwise():
     mixed = blend(pet, enhanced, 0.25)
     assert mixed.GetSpacing() == pet.GetSpacing()
     np.testing.assert_allclose(sitk.GetArrayFromImage(mixed), 2.5)
+
+
+def _volume(array: np.ndarray, spacing=(2.0, 2.0, 2.0)) -> sitk.Image:
+    image = sitk.GetImageFromArray(array.astype(np.float32))
+    image.SetSpacing(spacing)
+    return image
+
+
+def test_the_anchor_gives_back_the_inputs_coarse_uptake_and_keeps_the_networks_detail():
+    rng = np.random.default_rng(0)
+    truth = np.zeros((40, 48, 48), np.float32)
+    truth[4:36, 6:42, 6:42] = 1.0
+    truth[10:30, 12:36, 12:24] = 1.5  # a hot "lobe"
+    pet = truth + rng.normal(0, 0.05, truth.shape).astype(np.float32)
+    network = truth.copy()
+    network[10:30, 12:36, 12:24] *= 0.9  # the network's 10 % regional bias, no noise
+    network[20, 24, 30] += 1.0  # a detail of one voxel the input does not have
+    anchored, shift = anchor_uptake(_volume(pet), _volume(network), 8.0)
+    out = sitk.GetArrayFromImage(anchored)
+    assert anchored.GetSpacing() == (2.0, 2.0, 2.0)
+    core = (slice(14, 26), slice(16, 32), slice(14, 22))
+    assert abs(out[core].mean() / truth[core].mean() - 1) < 0.02 < abs(network[core].mean() / truth[core].mean() - 1)
+    assert out[20, 24, 30] - out[20, 24, 29] > 0.9  # the detail survives
+    assert np.std(out[core] - truth[core]) < 0.3 * np.std(pet[core] - truth[core])  # and the noise stays out
+    assert 0.5 < shift < 10.0
+
+
+def test_the_anchor_is_physical_millimetres_on_any_voxel_size():
+    rng = np.random.default_rng(1)
+    pet = rng.random((20, 24, 24)).astype(np.float32)
+    anchored = {mm: sitk.GetArrayFromImage(anchor_uptake(_volume(pet, (mm,) * 3), _volume(0 * pet, (mm,) * 3), 8.0)[0])
+                for mm in (1.0, 4.0)}
+    fine, coarse = anchored[1.0], anchored[4.0]
+    assert np.std(fine) < 0.5 * np.std(coarse)  # 8 mm spans more voxels of 1 mm: a stronger average
+
+
+@pytest.mark.parametrize("noise, fwhm", [(ANCHOR_REFERENCE_NOISE, 10.0), (2 * ANCHOR_REFERENCE_NOISE, 20.0),
+                                         (0.1 * ANCHOR_REFERENCE_NOISE, ANCHOR_FWHM_RANGE_MM[0]),
+                                         (10 * ANCHOR_REFERENCE_NOISE, ANCHOR_FWHM_RANGE_MM[1]),
+                                         (math.nan, None)])
+def test_the_anchor_grows_with_the_noise_as_calibrated_within_its_range(noise, fwhm):
+    assert Safeguard(0.0, 0.001, anchor_fwhm_mm=10.0, anchor_power=1.0).anchor_fwhm(noise) == fwhm
+    assert Safeguard(0.0, 0.001).anchor_fwhm(noise) is None
+
+
+def test_the_catalogue_record_carries_the_anchor_and_older_records_have_none():
+    record = {"safeguard": {"noise_off": 0.0, "noise_full": 0.001, "anchor_fwhm_mm": 9.0, "anchor_power": 1.25}}
+    assert safeguard_for(record) == Safeguard(0.0, 0.001, 9.0, 1.25)
+    assert safeguard_for({"safeguard": {"noise_off": 0.0, "noise_full": 0.001}}).anchor_fwhm_mm is None
+    with pytest.raises(ValueError, match="anchor_fwhm_mm"):
+        Safeguard(0.0, 0.001, anchor_fwhm_mm=0.0)
+
+
+def test_the_pipeline_anchors_a_biased_network_to_the_inputs_uptake_and_reports_it(subject, tmp_path, monkeypatch,
+                                                                                   doubling_model):
+    output, report, _ = _run(subject, tmp_path, monkeypatch, Safeguard(0.0, 1e-6, anchor_fwhm_mm=8.0))
+    pet = _input(subject)
+    head = pet > 0.1 * np.percentile(pet, 99.5)
+    assert abs(output[head].mean() / pet[head].mean() - 1) < 0.1  # the doubling is undone at coarse scale
+    assert report["safeguard"]["anchor_fwhm_mm"] == 8.0 and report["safeguard"]["anchor_shift_pct"] > 50
