@@ -48,8 +48,9 @@ class InferenceOptions:
     # NHWC runs the convolutions 15 % faster on CPU with the same float32 arithmetic (benchmarks/enhance_speed.py).
     channels_last: bool = _option(True, "NHWC memory layout for the network")
     threads: int | None = _option(None, "torch threads (default: torch's choice)")
-    safeguard: bool = _option(True, "keep part of the input where it is cleaner than the model's training data "
-                                    "(calibrated blend, enhance/safeguard.py); --no-safeguard: the network as is")
+    safeguard: bool = _option(True, "keep part of the input where it is cleaner than the model's training data, and "
+                                    "the input's coarse regional uptake (calibrated blend and uptake anchor, "
+                                    "enhance/safeguard.py); --no-safeguard: the network as is")
     skip_empty: bool = True  # slices without head signal keep the LD-PET itself
     destripe_sigma: float | None = None  # notch width of the stripe filter; None: destripe's default, 0: off
     uncertainty: bool = False  # also return the per-voxel spread of the estimates
