@@ -84,11 +84,12 @@ def blend(pet: sitk.Image, enhanced: sitk.Image, weight: float) -> sitk.Image:
 
 def anchor_uptake(pet: sitk.Image, enhanced: sitk.Image, fwhm_mm: float) -> tuple[sitk.Image, float]:
     """enhanced + G (pet - enhanced), G a Gaussian of `fwhm_mm` (physical mm, any voxel size), on the input grid;
-    and the size of that correction, its mean |value| over the head as a percentage of the head's mean uptake."""
+    and the size of that correction, its mean |value| over the head as a percentage of the head's mean uptake.
+    Uptake is never negative, and the smooth correction would leak a little below zero around the head: clamped."""
     pet_float = sitk.Cast(pet, sitk.sitkFloat32)
     correction = sitk.SmoothingRecursiveGaussian(pet_float - sitk.Cast(enhanced, sitk.sitkFloat32),
                                                  fwhm_mm / FWHM_PER_SIGMA)
-    anchored = sitk.Cast(enhanced, sitk.sitkFloat32) + correction
+    anchored = sitk.Maximum(sitk.Cast(enhanced, sitk.sitkFloat32) + correction, 0.0)
     anchored.CopyInformation(enhanced)
     pet_array = sitk.GetArrayViewFromImage(pet_float)
     head = head_mask(pet_array)

@@ -114,6 +114,15 @@ def test_the_anchor_gives_back_the_inputs_coarse_uptake_and_keeps_the_networks_d
     assert out[20, 24, 30] - out[20, 24, 29] > 0.9  # the detail survives
     assert np.std(out[core] - truth[core]) < 0.3 * np.std(pet[core] - truth[core])  # and the noise stays out
     assert 0.5 < shift < 10.0
+    assert out.min() == 0.0  # the correction's leak below zero around the box is clamped
+
+
+def test_the_anchor_clamps_only_below_zero():
+    pet = np.zeros((20, 24, 24), np.float32)
+    pet[5:15, 6:18, 6:18] = 1.0
+    anchored, _ = anchor_uptake(_volume(pet), _volume(1.5 * pet), 8.0)  # a correction of -0.5 leaks outside
+    out = sitk.GetArrayFromImage(anchored)
+    assert out.min() == 0.0 and out[10, 12, 12] > 0.9
 
 
 def test_the_anchor_is_physical_millimetres_on_any_voxel_size():
