@@ -8,8 +8,8 @@ Every low-dose PET of each subject folder (meta.json's DRFs) is enhanced once th
 the default weights (or --weights), the default sampling steps (or --steps) and the safeguard off (cached); the
 safeguard's blend and uptake anchor are then applied exactly as the pipeline applies them. The safeguard ramp
 (noise_off, noise_full), then the anchor's law (FWHM at the reference noise, power) are chosen on the --val subjects
-only (maximum mean PSNR); with --calibrate they are recorded in the scored model's catalogue entry. The Gaussian
-FWHM is chosen per DRF on --val too.
+only (maximum mean PSNR); with --calibrate they, and the scores of the 'default' test configuration, are
+recorded in the scored model's catalogue entry. The Gaussian FWHM is chosen per DRF on --val too.
 Scores: 2D-slice PSNR/SSIM inside the subject's brain mask against its SD-PET, the mean |SUVR bias| over the
 lobes (quality.py's LOBES, cerebellar reference) and paired t-tests over subjects; "meets bar" is issue 17's
 criterion (meets_criteria). With --mri-free the test cases (of the NAMEd configurations; all when none is named)
@@ -49,6 +49,7 @@ SCORES = ("psnr", "ssim", "lobar_bias")
 GAUSSIAN_FWHM_MM = (0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
 RAMP_GRID = np.round(np.arange(0.0, 0.0601, 0.001), 4)
 WEIGHTS = np.linspace(0.0, 1.0, 21)
+METRICS_CONFIGURATION = "default"  # the --test name whose rows --calibrate writes into the catalogue
 ANCHOR_GRID_MM = (4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 30.0)  # spans safeguard.ANCHOR_FWHM_RANGE_MM
 ANCHOR_FWHM_AT_REFERENCE = np.arange(4.0, 24.1, 1.0)
 ANCHOR_POWERS = np.arange(0.0, 2.01, 0.25)
@@ -263,15 +264,38 @@ def catalogue_entry(model_id: str | None):
     return found[0]
 
 
-def record_safeguard(model_id: str, ramp: Safeguard) -> None:
-    """Write the calibrated ramp into the catalogue entry `model_id`."""
+def record_calibration(model_id: str, ramp: Safeguard, metrics: dict | None) -> None:
+    """Write the calibrated safeguard into the catalogue entry `model_id`, and the `metrics` it scores (the
+    entry's held-out metrics are M2Diff behind its safeguard, so a new safeguard makes the old ones stale)."""
     path = resource_path("Models", "models.json")
     catalogue = json.loads(path.read_text(encoding="utf-8"))
     entry = next(item for item in catalogue if item["id"] == model_id)
     entry["training"]["safeguard"] = {"noise_off": ramp.noise_off, "noise_full": ramp.noise_full,
                                       "anchor_fwhm_mm": ramp.anchor_fwhm_mm, "anchor_power": ramp.anchor_power,
                                       "chosen_on": "benchmarks/robustness.py --calibrate, validation subjects only"}
+    if metrics is not None:
+        entry["metrics"] = metrics
     write_text_atomic(path, json.dumps(catalogue, indent=2) + "\n")
+
+
+def catalogue_metrics(robustness: Path, configuration: str) -> dict:
+    """Mean M2Diff scores (behind its safeguard) per DRF of one held-out configuration of benchmarks/robustness.py's
+    JSON, noisiest first."""
+    report = json.loads(robustness.read_text())
+    rows = [r for r in report["rows"] if r["config"] == configuration]
+    if not rows:
+        raise SystemExit(f"{robustness} has no rows for the configuration {configuration!r}")
+    if "subject_names" not in rows[0]:
+        raise SystemExit(f"{robustness} predates robustness.py naming each row's subjects: run it again (cached)")
+    # Reports written before robustness.py recorded its steps ran at the default of that time, 2.
+    metrics: dict = {"subjects": rows[0]["subject_names"], "sampling_steps": report.get("steps", 2),
+                     "scored_by": f"benchmarks/robustness.py: held-out {configuration!r} configuration (never trained "
+                                  f"on), M2Diff behind its safeguard; the other configurations in {robustness.name}"}
+    for row in sorted(rows, key=lambda r: -r["drf"]):
+        metrics[f"drf{row['drf']:g}"] = {"psnr_2d": round(row["M2Diff psnr"], 4),
+                                         "ssim_2d": round(row["M2Diff ssim"], 4),
+                                         "suvr_abs_bias_lobar_pct": round(row["M2Diff lobar_bias"], 4)}
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drf", type=float, nargs="*", default=None, help="only these DRFs (default: every file)")
     parser.add_argument("--weights", default=None, metavar="ID", help="catalogue id to score (default: the default)")
     parser.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="sampling steps K")
-    parser.add_argument("--calibrate", action="store_true", help="record the ramp in the scored model's entry")
+    parser.add_argument("--calibrate", action="store_true", help="record the safeguard, and the "
+                        f"{METRICS_CONFIGURATION!r} rows' scores, in the scored model's entry")
     parser.add_argument("--mri-free", nargs="*", default=None, metavar="NAME",
                         help="also score these test configurations (all when none is named) enhanced without T1")
     args = parser.parse_args(argv)
@@ -293,8 +318,6 @@ def main(argv: list[str] | None = None) -> int:
                 weights=entry.id, steps=args.steps)
     ceiling = trained_ranges(entry.path)["noise_level"][0]
     ramp, fwhm = calibrate_anchor(val, calibrate_ramp(val, ceiling)), gaussian_per_drf(val)
-    if args.calibrate:
-        record_safeguard(entry.id, ramp)
     groups = {"validation": val}
     for spec in args.test:
         name, folder = spec.split("=", 1)
@@ -310,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     report = (f"Weights {entry.id} {entry.version}, {args.steps} sampling step(s).\n\n" + markdown(rows, ramp, fwhm)
               + "".join(f"\nRefused by the pipeline: {line}\n" for line in refused))
     write_text_atomic(args.out / "robustness.md", report)
+    if args.calibrate:
+        scored = any(r["config"] == METRICS_CONFIGURATION for r in rows)
+        record_calibration(entry.id, ramp, catalogue_metrics(args.out / "robustness.json", METRICS_CONFIGURATION)
+                           if scored else None)
     print(report)
     return 0
 

@@ -23,6 +23,9 @@ from M2DiffSlicer.model.catalogue import validate_catalogue
 from M2DiffSlicer.model.checkpoint import load_checkpoint, save_checkpoint
 from M2DiffSlicer.resources import resource_path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from robustness import catalogue_metrics  # noqa: E402  (the report's own module reads it)
+
 # Not a default: runs written before --vlb-weight existed (9919eef) have no such key and were trained with the
 # LossWeights default of that time, IDDPM's hybrid loss (1); today's default is the paper's 0 (LossWeights).
 VLB_WEIGHT_BEFORE_THE_FLAG = 1.0
@@ -88,26 +91,6 @@ def held_out_metrics(quality: Path, label: str) -> dict:
     return metrics
 
 
-def robustness_metrics(robustness: Path, configuration: str) -> dict:
-    """Mean M2Diff scores (behind its safeguard) per DRF of one held-out configuration of benchmarks/robustness.py's
-    JSON, noisiest first."""
-    report = json.loads(robustness.read_text())
-    rows = [r for r in report["rows"] if r["config"] == configuration]
-    if not rows:
-        raise SystemExit(f"{robustness} has no rows for the configuration {configuration!r}")
-    # Reports written before robustness.py recorded its steps ran at the default of that time, 2.
-    if "subject_names" not in rows[0]:
-        raise SystemExit(f"{robustness} predates robustness.py naming each row's subjects: run it again (cached)")
-    metrics: dict = {"subjects": rows[0]["subject_names"], "sampling_steps": report.get("steps", 2),
-                     "scored_by": f"benchmarks/robustness.py: held-out {configuration!r} configuration (never trained "
-                                  f"on), M2Diff behind its safeguard; the other configurations in {robustness.name}"}
-    for row in sorted(rows, key=lambda r: -r["drf"]):
-        metrics[f"drf{row['drf']:g}"] = {"psnr_2d": round(row["M2Diff psnr"], 4),
-                                         "ssim_2d": round(row["M2Diff ssim"], 4),
-                                         "suvr_abs_bias_lobar_pct": round(row["M2Diff lobar_bias"], 4)}
-    return metrics
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="training run folder (m2diff train --out)")
@@ -137,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
              "variant": train_config["variant"], "file": file_name,
              "sha256": sha256, "default": args.default, "training": training,
              "metrics": (held_out_metrics(args.quality, args.quality_label) if args.quality else
-                         robustness_metrics(args.robustness, args.robustness_config) if args.robustness else {})}
+                         catalogue_metrics(args.robustness, args.robustness_config) if args.robustness else {})}
     catalogue_path = resource_path("Models", "models.json")
     entries = [e for e in json.loads(catalogue_path.read_text()) if e["id"] != args.id]
     if args.default:

@@ -82,36 +82,50 @@ def test_the_bar_needs_input_gaussian_and_lobar_bias_all_met(changes, meets):
     assert robustness.meets_criteria(_row(**changes)) is meets
 
 
-def test_release_metrics_come_from_the_named_configuration_noisiest_dose_first(tmp_path):
-    script = Path(__file__).parents[2] / "scripts" / "release_weights.py"
-    spec = importlib.util.spec_from_file_location("release_weights", script)
-    release = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(release)
+def test_catalogue_metrics_come_from_the_named_configuration_noisiest_dose_first(tmp_path):
     row = lambda config, drf, psnr: {"config": config, "drf": drf, "subjects": 2,  # noqa: E731
                                      "subject_names": ["sub-9100", "sub-9101"], "M2Diff psnr": psnr,
                                      "M2Diff ssim": 0.9, "M2Diff lobar_bias": 1.0}
     path = tmp_path / "robustness.json"
     path.write_text(json.dumps({"rows": [row("validation", 4.0, 1.0), row("default", 4.0, 38.0),
                                                        row("default", 100.0, 33.0), row("sharp", 100.0, 27.0)]}))
-    metrics = release.robustness_metrics(path, "default")
+    metrics = robustness.catalogue_metrics(path, "default")
     assert metrics["sampling_steps"] == 2  # a report without "steps" predates robustness.py --steps (then 2)
     assert [k for k in metrics if k.startswith("drf")] == ["drf100", "drf4"]
     assert metrics["drf100"]["psnr_2d"] == 33.0 and metrics["drf4"]["psnr_2d"] == 38.0
     assert metrics["subjects"] == ["sub-9100", "sub-9101"]  # names, as the module's model panel lists them
     with pytest.raises(SystemExit, match="clinical"):
-        release.robustness_metrics(path, "clinical")
+        robustness.catalogue_metrics(path, "clinical")
 
 
-def test_release_metrics_record_the_steps_the_report_was_scored_at(tmp_path):
-    script = Path(__file__).parents[2] / "scripts" / "release_weights.py"
-    spec = importlib.util.spec_from_file_location("release_weights", script)
-    release = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(release)
+def test_catalogue_metrics_record_the_steps_the_report_was_scored_at(tmp_path):
     path = tmp_path / "robustness.json"
     row = {"config": "default", "drf": 4.0, "subjects": 2, "subject_names": ["sub-9100", "sub-9101"],
            "M2Diff psnr": 38.0, "M2Diff ssim": 0.9, "M2Diff lobar_bias": 1.0}
     path.write_text(json.dumps({"steps": 1, "rows": [row]}))
-    assert release.robustness_metrics(path, "default")["sampling_steps"] == 1
+    assert robustness.catalogue_metrics(path, "default")["sampling_steps"] == 1
+
+
+def test_calibration_writes_the_safeguard_and_the_metrics_it_scores(tmp_path, monkeypatch):
+    catalogue = tmp_path / "models.json"
+    catalogue.write_text(json.dumps([{"id": "m", "training": {}, "metrics": {"drf4": {"psnr_2d": 1.0}}},
+                                     {"id": "other", "training": {}, "metrics": {}}]))
+    monkeypatch.setattr(robustness, "resource_path", lambda *parts: catalogue)
+    robustness.record_calibration("m", robustness.Safeguard(0.0, 0.001, 10.0, 1.25), {"drf4": {"psnr_2d": 39.0}})
+    entry = json.loads(catalogue.read_text())[0]
+    assert entry["training"]["safeguard"]["anchor_fwhm_mm"] == 10.0
+    assert entry["training"]["safeguard"]["anchor_power"] == 1.25
+    assert entry["metrics"] == {"drf4": {"psnr_2d": 39.0}}
+    robustness.record_calibration("m", robustness.Safeguard(0.0, 0.001), None)  # no default rows: metrics kept
+    assert json.loads(catalogue.read_text())[0]["metrics"] == {"drf4": {"psnr_2d": 39.0}}
+
+
+def test_the_release_script_reads_its_metrics_with_the_benchmarks_function():
+    script = Path(__file__).parents[2] / "scripts" / "release_weights.py"
+    spec = importlib.util.spec_from_file_location("release_weights", script)
+    release = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(release)
+    assert release.catalogue_metrics is robustness.catalogue_metrics
 
 
 def test_the_table_shows_the_mri_free_column_when_only_test_rows_have_it():
